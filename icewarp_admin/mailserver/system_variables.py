@@ -1,0 +1,106 @@
+"""IceWarp's global API variables this console knows: names, types, defaults, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    name: str
+    label: str
+    help: str
+    kind: str  # "int" | "bool" | "choice"
+    default: int
+    minimum: int = 0
+    maximum: int = 2**31 - 1
+    choices: tuple[tuple[int, str], ...] = ()
+
+    def parse(self, raw: str | int | bool) -> int:
+        """Turn a typed-in value into the stored integer, or raise ValidationError saying what is allowed."""
+        text = str(int(raw) if isinstance(raw, bool) else raw).strip()
+        if self.kind == "bool":
+            lowered = text.lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return 1
+            if lowered in {"0", "false", "no", "off"}:
+                return 0
+            raise ValidationError(f"{self.name} is a switch: give 1 (on) or 0 (off), not “{raw}”.")
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValidationError(f"{self.name} takes a whole number, not “{raw}”.") from None
+        if self.kind == "choice":
+            allowed = {number for number, _ in self.choices}
+            if value not in allowed:
+                listing = ", ".join(f"{number} ({label})" for number, label in self.choices)
+                raise ValidationError(f"{self.name} must be one of {listing}; “{raw}” is not.")
+            return value
+        if not self.minimum <= value <= self.maximum:
+            raise ValidationError(
+                f"{self.name} must be between {self.minimum} and {self.maximum}; “{raw}” is not."
+            )
+        return value
+
+
+SYSTEM_VARIABLES: tuple[VariableSpec, ...] = (
+    VariableSpec(
+        name="C_Accounts_Global_ActiveDirectorySyncInterval",
+        label="Directory sync interval (minutes)",
+        help="Minutes between scheduled synchronizations of every active domain.",
+        kind="int",
+        default=5,
+        minimum=1,
+        maximum=24 * 60,
+    ),
+    VariableSpec(
+        name="C_System_ADSyncDisableVCardSync",
+        label="Do not fill personal data from the directory",
+        help="Synchronize accounts only; leave every person's vCard alone.",
+        kind="bool",
+        default=0,
+    ),
+    VariableSpec(
+        name="C_System_ADSyncMaxDeleteThreshold",
+        label="Most accounts one sync may remove",
+        help="When above 0, a run that would remove more accounts than this removes none of them.",
+        kind="int",
+        default=0,
+        maximum=10_000_000,
+    ),
+    VariableSpec(
+        name="C_System_ADSyncIgnoreSearchError",
+        label="Remove accounts even after a failed search",
+        help="When off, a search that failed part-way removes nothing, even though it returned data.",
+        kind="bool",
+        default=0,
+    ),
+    VariableSpec(
+        name="C_Accounts_Global_LDAP_PassChangeDisable",
+        label="Refuse password changes written to the directory",
+        help="Synced users cannot change their directory password from the mail server.",
+        kind="bool",
+        default=0,
+    ),
+    VariableSpec(
+        name="C_System_ADSyncLogType",
+        label="Directory sync log",
+        help="What each run writes to the log.",
+        kind="choice",
+        default=2,
+        choices=((0, "None"), (1, "Debug"), (2, "Summary"), (3, "Debug and summary")),
+    ),
+)
+
+_BY_NAME = {spec.name.lower(): spec for spec in SYSTEM_VARIABLES}
+
+
+def find_variable(name: str) -> VariableSpec:
+    """Look a variable up case-insensitively (as IceWarp does); LookupError lists the known ones."""
+    try:
+        return _BY_NAME[name.strip().lower()]
+    except KeyError:
+        known = ", ".join(spec.name for spec in SYSTEM_VARIABLES)
+        raise LookupError(f"Unknown system variable “{name}”. Known variables: {known}.") from None
