@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, SystemVariable
 from icewarp_admin.mailserver.system_variables import SYSTEM_VARIABLES, VariableSpec, find_variable
@@ -44,23 +46,45 @@ def domain_list() -> QuerySet[Domain]:
 
 
 def account_list(*, domain: Domain, search: str = "") -> QuerySet[Account]:
-    """A domain's accounts, optionally filtered by username, name or any address; primary address prefetched.
-
-    The address match is a subquery rather than a join, so no DISTINCT is needed over 100,000 rows.
-    """
+    """A domain's accounts, optionally those whose username, full name or any address contains the term."""
     accounts = Account.objects.filter(domain=domain)
     term = search.strip().lower()
     if term:
         local = term.split("@", 1)[0] if "@" in term else term
-        matching_addresses = Address.objects.filter(
-            domain=domain, account__isnull=False, local_part__contains=local
-        ).values("account_id")
-        accounts = accounts.filter(
-            Q(username__contains=local) | Q(full_name__icontains=term) | Q(pk__in=matching_addresses)
-        )
+        accounts = accounts.filter(_account_search(local_part=local, text=term))
     return accounts.order_by("username").prefetch_related(
         Prefetch("aliases", queryset=Address.objects.select_related("domain").order_by("position", "id"))
     )
+
+
+def _account_search(*, local_part: str, text: str) -> Q:
+    """Accounts matching a search, through the trigram indexes of migration 0003 where the database has them.
+
+    One IN over a UNION of id subqueries lets the database answer each part from its own index (an OR of the
+    conditions makes it test every row of the domain instead) and needs no DISTINCT over 100,000 rows.
+    """
+    if connection.vendor == "sqlite" and len(local_part) >= 3 and len(text) >= 3:
+        return Q(
+            pk__in=RawSQL(
+                "SELECT rowid FROM mailserver_account_fts WHERE mailserver_account_fts MATCH %s "
+                "UNION SELECT account_id FROM mailserver_address WHERE account_id IS NOT NULL AND id IN "
+                "(SELECT rowid FROM mailserver_address_fts WHERE mailserver_address_fts MATCH %s)",
+                [_fts_phrase(text), _fts_phrase(local_part)],
+            )
+        )
+    by_username = Account.objects.filter(username__contains=local_part).order_by().values("pk")
+    by_name = Account.objects.filter(full_name__icontains=text).order_by().values("pk")
+    by_address = (
+        Address.objects.filter(account__isnull=False, local_part__contains=local_part)
+        .order_by()
+        .values("account_id")
+    )
+    return Q(pk__in=by_username.union(by_name, by_address))
+
+
+def _fts_phrase(term: str) -> str:
+    """An FTS5 query that matches the term as a literal substring (quotes doubled, never parsed as syntax)."""
+    return '"' + term.replace('"', '""') + '"'
 
 
 def account_detail(*, domain: Domain, username: str) -> Account:

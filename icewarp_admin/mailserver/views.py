@@ -198,7 +198,10 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
         try:
             done = handle_account_action(request, account, action, forms)
         except ValidationError as error:
-            attach_errors(forms[form_key], error)
+            if forms[form_key].is_bound:
+                attach_errors(forms[form_key], error)
+            else:  # a button without a form (remove, make primary): say it as a message
+                messages.error(request, " ".join(error.messages))
             done = False
         if done:
             if not request.htmx:

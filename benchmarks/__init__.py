@@ -1,0 +1,1 @@
+"""Rerunnable benchmarks: `make bench` (or python -m benchmarks NAME)."""
