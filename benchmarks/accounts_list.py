@@ -80,7 +80,7 @@ def main() -> None:
         "search alias address": base + "?q=alias-judy.012349@bench.example.com",
         "search, no match": base + "?q=zzzz",
         "htmx search, 10,000 matches": base + "?q=erin",
-        "two-letter search (no index)": base + "?q=iv",
+        "two-letter search (prefix)": base + "?q=iv",
     }
     failed = False
     for label, url in scenarios.items():

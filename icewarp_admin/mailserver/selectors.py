@@ -57,13 +57,30 @@ def account_list(*, domain: Domain, search: str = "") -> QuerySet[Account]:
     )
 
 
+# Trigram indexes need three characters; a shorter term matches the start of usernames and addresses instead.
+MIN_SUBSTRING_SEARCH = 3
+
+
 def _account_search(*, local_part: str, text: str) -> Q:
-    """Accounts matching a search, through the trigram indexes of migration 0003 where the database has them.
+    """Accounts matching a search, through the indexes of migration 0003 (trigram) or the unique (prefix) ones.
 
     One IN over a UNION of id subqueries lets the database answer each part from its own index (an OR of the
     conditions makes it test every row of the domain instead) and needs no DISTINCT over 100,000 rows.
     """
-    if connection.vendor == "sqlite" and len(local_part) >= 3 and len(text) >= 3:
+    if len(local_part) < MIN_SUBSTRING_SEARCH or len(text) < MIN_SUBSTRING_SEARCH:
+        # A range on the (domain, username) and (domain, local_part) indexes; startswith keeps it exact.
+        upper = local_part[:-1] + chr(ord(local_part[-1]) + 1)
+        by_username = Account.objects.filter(
+            username__gte=local_part, username__lt=upper, username__startswith=local_part
+        ).order_by()
+        by_address = Address.objects.filter(
+            account__isnull=False,
+            local_part__gte=local_part,
+            local_part__lt=upper,
+            local_part__startswith=local_part,
+        ).order_by()
+        return Q(pk__in=by_username.values("pk").union(by_address.values("account_id")))
+    if connection.vendor == "sqlite":
         return Q(
             pk__in=RawSQL(
                 "SELECT rowid FROM mailserver_account_fts WHERE mailserver_account_fts MATCH %s "
