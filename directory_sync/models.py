@@ -1,20 +1,109 @@
-"""The Directory Service's own records."""
+"""The Directory Service's own records: per-domain settings (IceWarp's syncad.dat), their history, keytabs,
+connection checks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
 from django.db import models
 
+from directory_sync.choices import LoginSource, ServerType, SsoMatching, UsernameSource
+from directory_sync.secrets import decrypt_secret, encrypt_secret
 from icewarp_admin.mailserver.models import Domain
+
+if TYPE_CHECKING:
+    from directory_sync.servers.base import ServerProfile
+
+__all__ = [
+    "ConnectionCheck",
+    "DirectorySettings",
+    "Keytab",
+    "LoginSource",
+    "ServerType",
+    "SettingsChange",
+    "SsoMatching",
+    "UsernameSource",
+]
 
 
 class DirectorySettings(models.Model):
-    """One domain's Directory Service configuration (IceWarp's <DOMAIN> block in syncad.dat)."""
+    """One domain's Directory Service configuration: every key of IceWarp's <DOMAIN> block in syncad.dat."""
 
     domain = models.OneToOneField(Domain, on_delete=models.CASCADE, related_name="directory_settings")
-    active = models.BooleanField(
-        "Synchronize users and groups with directory service",
-        default=False,
+
+    # General
+    active = models.BooleanField("Synchronize users and groups with directory service", default=False)
+
+    # Server
+    host = models.CharField("Hostname", max_length=300, blank=True)
+    backup_host = models.CharField("Backup hostname", max_length=300, blank=True)
+    bind_user = models.CharField("User", max_length=500, blank=True)
+    bind_password_encrypted = models.TextField(blank=True, editable=False)
+    base_dn = models.TextField("DN", blank=True)
+    use_starttls = models.BooleanField("Use StartTLS on ldap://", default=False)
+    verify_certificate = models.BooleanField("Verify the server's certificate", default=True)
+    ca_bundle = models.TextField("Trusted CA certificates (PEM)", blank=True)
+    timeout_seconds = models.PositiveSmallIntegerField("Timeout (seconds)", default=10)
+    page_size = models.PositiveSmallIntegerField("Search page size", default=500)
+
+    # Advanced
+    server_type = models.CharField(
+        "LDAP server type", max_length=10, choices=ServerType.choices, default=ServerType.GENERIC
     )
+    sync_accounts = models.BooleanField("Synchronize users", default=True)
+    account_filter = models.TextField("User filter", blank=True)
+    sync_groups = models.BooleanField("Synchronize groups", default=True)
+    group_filter = models.TextField("Group filter", blank=True)
+    sync_mailing_lists = models.BooleanField("Synchronize mailing lists", default=False)
+    mailing_list_filter = models.TextField("Mailing list filter", blank=True)
+    host_domain_active = models.BooleanField(
+        "Directory service domain is different from this domain name", default=False
+    )
+    host_domain = models.CharField("Directory service domain", max_length=1000, blank=True)
+    login_source = models.CharField(
+        "AD login source", max_length=20, choices=LoginSource.choices, default=LoginSource.USER_PRINCIPAL_NAME
+    )
+    username_source = models.CharField(
+        "Local username source",
+        max_length=10,
+        choices=UsernameSource.choices,
+        default=UsernameSource.PRIMARY_ALIAS,
+    )
+    username_attribute = models.CharField(
+        "Local username source, custom attribute", max_length=100, blank=True
+    )
+    add_login_to_aliases = models.BooleanField("Add AD login to local alias", default=False)
+    guid_attribute = models.CharField("Immutable id attribute", max_length=100, blank=True)
+    guid_is_binary = models.BooleanField("Immutable id is binary", default=False)
+    change_stamp_attribute = models.CharField("Change stamp attribute", max_length=100, blank=True)
+    allow_missing_change_stamp = models.BooleanField("Allow entries without a change stamp", default=False)
+    full_name_from_given_and_sn = models.BooleanField("Full name from givenName and sn", default=False)
+    display_name_from_given_name = models.BooleanField("Display name from givenName", default=False)
+    vcard_map = models.TextField("vCard map", blank=True)
+    directory_vcard_wins = models.BooleanField("Directory overwrites local vCard edits", default=False)
+    disable_vcard_sync = models.BooleanField("Do not synchronize personal data (vCard)", default=False)
+    disable_vcard_domain_rename = models.BooleanField(
+        "Do not rewrite the domain in vCard e-mails", default=False
+    )
+    group_remote_members = models.BooleanField(
+        "Groups may hold members from outside this domain", default=False
+    )
+    create_ou_groups = models.BooleanField("Create groups for organizational units", default=False)
+    ou_groups_root = models.TextField("Root organizational unit", blank=True)
+    ou_groups_root_name = models.CharField("Name of the root group", max_length=255, blank=True)
+    delete_all_data = models.BooleanField("Delete mail data of removed accounts", default=False)
+
+    # Kerberos / SSO
+    sso_active = models.BooleanField("Enable single sign-on (Kerberos)", default=False)
+    sso_service_name = models.CharField("Service name", max_length=500, blank=True)
+    sso_matching = models.PositiveSmallIntegerField(
+        "Remote account matching", choices=SsoMatching.choices, default=SsoMatching.USERNAME
+    )
+
+    # syncad.dat keys without behaviour here (and unknown ones), kept in file order and written back.
+    extra_keys = models.JSONField(default=dict, blank=True)
+
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -26,3 +115,114 @@ class DirectorySettings(models.Model):
 
     def __str__(self) -> str:
         return f"Directory Service of {self.domain}"
+
+    def __repr__(self) -> str:
+        # Never the encrypted password, not even in a traceback.
+        return f"<DirectorySettings domain={self.domain_id} host={self.host!r}>"
+
+    @property
+    def has_bind_password(self) -> bool:
+        return bool(self.bind_password_encrypted)
+
+    def set_bind_password(self, plain: str) -> None:
+        self.bind_password_encrypted = encrypt_secret(plain)
+
+    def get_bind_password(self) -> str:
+        """The decrypted bind password: only for the LDAP bind, never for display, logs or task messages."""
+        return decrypt_secret(self.bind_password_encrypted)
+
+    @property
+    def profile(self) -> ServerProfile:
+        from directory_sync.servers import profile_for
+
+        return profile_for(self.server_type)
+
+    @property
+    def effective_guid_attribute(self) -> str:
+        return self.guid_attribute or self.profile.defaults.guid_attribute
+
+    @property
+    def effective_guid_is_binary(self) -> bool:
+        return self.guid_is_binary if self.guid_attribute else self.profile.defaults.guid_is_binary
+
+    @property
+    def effective_change_stamp_attribute(self) -> str:
+        return self.change_stamp_attribute or self.profile.defaults.change_stamp_attribute
+
+    @property
+    def effective_account_filter(self) -> str:
+        """As typed (a bare objectClass or a full filter); directory_sync.ldap.filters normalizes it."""
+        return self.account_filter or self.profile.defaults.account_filter
+
+    @property
+    def effective_group_filter(self) -> str:
+        return self.group_filter or self.profile.defaults.group_filter
+
+
+class SettingsChange(models.Model):
+    """One save of a domain's directory settings: who, when, which fields, old and new (secrets masked)."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="directory_settings_changes")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    changed_by_name = models.CharField(max_length=150, blank=True, help_text="Kept when the user is deleted.")
+    source = models.CharField(
+        max_length=40, default="console", help_text="console, syncad import, command line"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    changes = models.JSONField(help_text="field → [old, new]")
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.domain} {self.changed_at:%Y-%m-%d %H:%M} {', '.join(self.changes)}"
+
+    def changed_fields(self) -> list[tuple[str, Any, Any]]:
+        return [(field, old, new) for field, (old, new) in self.changes.items()]
+
+
+class Keytab(models.Model):
+    """A Kerberos keytab file for SSO, kept under CONFIG_DIR/_keytabs as IceWarp keeps them."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="keytabs")
+    file_name = models.CharField(max_length=255, unique=True, help_text="The principal, with / written #.")
+    principal = models.CharField(max_length=255)
+    entries = models.JSONField(help_text="[{principal, kvno, enctype, timestamp}] as parsed from the file")
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    uploaded_by = models.CharField(max_length=150, blank=True)
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["file_name"]
+
+    def __str__(self) -> str:
+        return self.file_name
+
+
+class ConnectionCheck(models.Model):
+    """One run of Test connection: a row with explicit states, polled by the tab until it ends."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="connection_checks")
+    requested_by = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Test connection of {self.domain} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}

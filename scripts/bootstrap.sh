@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(openssl slapd ldap-utils redis-server)
+PACKAGES=(openssl slapd ldap-utils redis-server krb5-user)
 PYTHON=${PYTHON:-python3}
 
 missing=()

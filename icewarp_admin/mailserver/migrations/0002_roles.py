@@ -17,6 +17,7 @@ OPERATOR_PERMISSIONS = (
     "mailserver.view_address",
     "mailserver.view_group",
     "mailserver.view_groupmember",
+    "directory_sync.view_settingschange",
 )
 
 

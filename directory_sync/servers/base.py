@@ -1,0 +1,42 @@
+"""The shape of a server profile."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerDefaults:
+    """What choosing a server type fills in (only where the administrator has not typed something else)."""
+
+    account_filter: str
+    group_filter: str
+    mailing_list_filter: str
+    guid_attribute: str
+    guid_is_binary: bool
+    change_stamp_attribute: str
+    login_source: str
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    server_type: str
+    label: str
+    defaults: ServerDefaults
+
+    def decode_guid(self, value: bytes | str, *, is_binary: bool) -> str:
+        """The immutable id as a stable string: a binary GUID as its canonical UUID text."""
+        if isinstance(value, str):
+            return value.strip().lower()
+        if is_binary and len(value) == 16:
+            return str(uuid.UUID(bytes_le=value))
+        try:
+            return value.decode("utf-8").strip().lower()
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+
+    def is_account_disabled(self, attributes: dict[str, list[str | bytes]]) -> bool:
+        """Whether the directory marks the entry as disabled (generic LDAP has no standard flag)."""
+        return False
