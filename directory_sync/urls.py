@@ -6,4 +6,16 @@ app_name = "directory_sync"
 
 urlpatterns = [
     path("domains/<str:name>/directory/", views.directory_tab, name="directory_tab"),
+    path("domains/<str:name>/directory/defaults/", views.server_type_defaults, name="server_type_defaults"),
+    path("domains/<str:name>/directory/test/", views.test_connection, name="test_connection"),
+    path(
+        "domains/<str:name>/directory/checks/<int:check_id>/", views.connection_check, name="connection_check"
+    ),
+    path("domains/<str:name>/directory/keytabs/", views.keytab_upload, name="keytab_upload"),
+    path(
+        "domains/<str:name>/directory/keytabs/<int:keytab_id>/delete/",
+        views.keytab_delete,
+        name="keytab_delete",
+    ),
+    path("domains/<str:name>/directory/history/", views.settings_history, name="settings_history"),
 ]

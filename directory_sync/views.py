@@ -1,16 +1,202 @@
-"""The Directory Service tab."""
+"""The Directory Service tab: four settings sections, keytabs, Test connection, and the history of changes."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from typing import Any
 
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from directory_sync.forms import SECTIONS, DirectorySettingsForm, KeytabUploadForm, ServerForm
+from directory_sync.models import ConnectionCheck, DirectorySettings, Keytab, SettingsChange
+from directory_sync.servers import profile_for
+from directory_sync.services.checks import queue_connection_check
+from directory_sync.services.keytabs import delete_keytab, store_keytab
+from directory_sync.services.settings import save_directory_settings, settings_for
+from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver.models import Domain
+
+# htmx stops polling when a response has this status (htmx's documented "stop polling" code).
+HTMX_STOP_POLLING = 286
+
+
+def require_any(request: HtmxHttpRequest, *permissions: str) -> None:
+    if not any(request.user.has_perm(permission) for permission in permissions):
+        raise PermissionDenied("Your role does not allow this.")
+
+
+def tab_context(request: HtmxHttpRequest, domain: Domain, **forms: Any) -> dict[str, Any]:
+    settings = settings_for(domain)
+    can_view = request.user.has_perm("directory_sync.view_directorysettings")
+    context: dict[str, Any] = {"domain": domain, "tab": "directory", "settings": settings}
+    if can_view:
+        for name, form_class in SECTIONS.items():
+            context[f"{name}_form"] = forms.get(name) or form_class(instance=settings)
+        context["keytabs"] = list(Keytab.objects.filter(domain=domain))
+        context["keytab_form"] = forms.get("keytab") or KeytabUploadForm()
+        context["check"] = ConnectionCheck.objects.filter(domain=domain).first()
+    if request.user.has_perm("directory_sync.view_settingschange"):
+        context["history"] = list(SettingsChange.objects.filter(domain=domain)[:20])
+        context["history_total"] = SettingsChange.objects.filter(domain=domain).count()
+    return context
 
 
 @login_required
-@permission_required("mailserver.view_domain", raise_exception=True)
-def directory_tab(request: HttpRequest, name: str) -> HttpResponse:
+@require_http_methods(["GET", "POST"])
+def directory_tab(request: HtmxHttpRequest, name: str) -> HttpResponse:
     domain = get_object_or_404(Domain, name=name)
-    return render(request, "directory_sync/directory_tab.html", {"domain": domain, "tab": "directory"})
+    require_any(request, "directory_sync.view_directorysettings", "directory_sync.view_settingschange")
+    bound: dict[str, Any] = {}
+    section = ""
+    if request.method == "POST":
+        require_any(request, "directory_sync.change_directorysettings")
+        section = request.POST.get("section", "")
+        if section not in SECTIONS:
+            return HttpResponse("Unknown section.", status=400)
+        form = SECTIONS[section](request.POST, instance=settings_for(domain))
+        if form.is_valid() and save_section(request, domain, section, form):
+            if not request.htmx:
+                return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + f"#{section}")
+        else:
+            bound[section] = form
+    context = tab_context(request, domain, **bound)
+    if request.htmx and section:
+        return render(request, f"directory_sync/directory_tab.html#section-{section}", context)
+    return render(request, "directory_sync/directory_tab.html", context)
+
+
+def save_section(request: HtmxHttpRequest, domain: Domain, section: str, form: DirectorySettingsForm) -> bool:
+    values = {field: form.cleaned_data[field] for field in form.Meta.fields}
+    password = form.cleaned_data.get("password") if isinstance(form, ServerForm) else None
+    clear = bool(form.cleaned_data.get("clear_password")) if isinstance(form, ServerForm) else False
+    _, change = save_directory_settings(
+        domain=domain, values=values, new_password=password, clear_password=clear, changed_by=request.user
+    )
+    messages.success(request, "Saved." if change else "Nothing changed.")
+    return True
+
+
+@login_required
+@require_POST
+def server_type_defaults(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Re-render the Advanced section for another server type: its defaults wherever nothing was typed."""
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.change_directorysettings")
+    form = with_server_type_defaults(request.POST, instance=settings_for(domain))
+    context = {**tab_context(request, domain), "advanced_form": form}
+    return render(request, "directory_sync/directory_tab.html#section-advanced", context)
+
+
+def with_server_type_defaults(posted: QueryDict, *, instance: DirectorySettings) -> DirectorySettingsForm:
+    """An unbound Advanced form with what was posted, and the new type's defaults where the old ones stood.
+
+    A field still holding the previous type's default was not typed in by the administrator, so it follows
+    the type; anything else stays as typed.
+    """
+    new_type, old_type = posted.get("server_type", ""), posted.get("previous_server_type", "")
+    old, new = profile_for(old_type).defaults, profile_for(new_type).defaults
+    form_class = SECTIONS["advanced"]
+    initial: dict[str, Any] = {}
+    for field_name, field in form_class.base_fields.items():
+        if isinstance(field, forms.BooleanField):
+            initial[field_name] = field_name in posted
+        else:
+            initial[field_name] = posted.get(field_name, "")
+    for field_name in (
+        "account_filter",
+        "group_filter",
+        "mailing_list_filter",
+        "guid_attribute",
+        "change_stamp_attribute",
+    ):
+        if initial[field_name].strip() == getattr(old, field_name):
+            initial[field_name] = ""  # blank: the new type's default applies, shown as the placeholder
+    if initial["login_source"] in {old.login_source, ""}:
+        initial["login_source"] = new.login_source
+    if not initial["guid_attribute"]:
+        initial["guid_is_binary"] = new.guid_is_binary
+    form = form_class(instance=instance, initial=initial)
+    form.show_server_type_defaults(new_type)
+    return form
+
+
+@login_required
+@require_POST
+def test_connection(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.test_connection")
+    check = queue_connection_check(domain=domain, requested_by=request.user.get_username())
+    if request.htmx:
+        return render(
+            request, "directory_sync/directory_tab.html#connection-check", {"domain": domain, "check": check}
+        )
+    messages.info(request, "Test connection queued; this page shows the result when it is done.")
+    return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + "#connection-check")
+
+
+@login_required
+@require_GET
+def connection_check(request: HtmxHttpRequest, name: str, check_id: int) -> HttpResponse:
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.view_directorysettings")
+    check = get_object_or_404(ConnectionCheck, pk=check_id, domain=domain)
+    response = render(
+        request, "directory_sync/directory_tab.html#connection-check", {"domain": domain, "check": check}
+    )
+    if request.htmx and check.is_finished:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
+@login_required
+@require_POST
+def keytab_upload(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.change_directorysettings")
+    form = KeytabUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        file_name = form.cleaned_data["file_name"] or upload.name
+        try:
+            keytab = store_keytab(
+                domain=domain,
+                file_name=file_name,
+                data=upload.read(),
+                uploaded_by=request.user.get_username(),
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Keytab {keytab.file_name} stored ({len(keytab.entries)} keys).")
+            return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + "#keytabs")
+    return render(request, "directory_sync/directory_tab.html", tab_context(request, domain, keytab=form))
+
+
+@login_required
+@require_POST
+def keytab_delete(request: HtmxHttpRequest, name: str, keytab_id: int) -> HttpResponse:
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.change_directorysettings")
+    keytab = get_object_or_404(Keytab, pk=keytab_id, domain=domain)
+    delete_keytab(keytab=keytab)
+    messages.success(request, f"Keytab {keytab.file_name} deleted.")
+    return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + "#keytabs")
+
+
+@login_required
+@require_GET
+def settings_history(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.view_settingschange")
+    changes = SettingsChange.objects.filter(domain=domain)
+    return render(
+        request,
+        "directory_sync/settings_history.html",
+        {"domain": domain, "tab": "directory", "history": changes},
+    )

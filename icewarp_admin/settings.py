@@ -75,7 +75,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db_url_config(env("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'console.sqlite3'}")
+    "default": env.db_url_config(
+        env("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'console.sqlite3'}"
+    )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the worker and beat share one file: WAL lets readers run beside the writer,
@@ -85,8 +87,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    if env("TEST_SQLITE_PATH", default=""):
-        DATABASES["default"]["TEST"] = {"NAME": env("TEST_SQLITE_PATH")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

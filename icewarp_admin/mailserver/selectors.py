@@ -62,7 +62,7 @@ MIN_SUBSTRING_SEARCH = 3
 
 
 def _account_search(*, local_part: str, text: str) -> Q:
-    """Accounts matching a search, through the indexes of migration 0003 (trigram) or the unique (prefix) ones.
+    """Accounts matching a search, through migration 0003's trigram indexes or the unique (prefix) ones.
 
     One IN over a UNION of id subqueries lets the database answer each part from its own index (an OR of the
     conditions makes it test every row of the domain instead) and needs no DISTINCT over 100,000 rows.

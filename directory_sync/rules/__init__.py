@@ -1,0 +1,1 @@
+"""Pure rules of the Directory Service: no database, no network."""
