@@ -187,7 +187,7 @@ class Keytab(models.Model):
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="keytabs")
     file_name = models.CharField(max_length=255, unique=True, help_text="The principal, with / written #.")
     principal = models.CharField(max_length=255)
-    entries = models.JSONField(help_text="[{principal, kvno, enctype, timestamp}] as parsed from the file")
+    entries = models.JSONField(help_text="[{principal, kvno, enctype, enctype_name, timestamp}] as parsed")
     size = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     uploaded_by = models.CharField(max_length=150, blank=True)
@@ -226,3 +226,129 @@ class ConnectionCheck(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+class SyncRun(models.Model):
+    """One synchronization of a domain (or a dry run of one): a row with explicit states, and its events."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Synchronize Now"
+        COMMAND = "command", "Command line"
+        APPROVAL = "approval", "Approved removals"
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="sync_runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    dry_run = models.BooleanField(default=False)
+    requested_by = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker running it."
+    )
+    # Progress, updated while running (the tab polls it).
+    phase = models.CharField(max_length=20, blank=True)
+    entries_read = models.PositiveIntegerField(default=0)
+    entries_total = models.PositiveIntegerField(null=True, blank=True)
+    actions_planned = models.PositiveIntegerField(default=0)
+    actions_applied = models.PositiveIntegerField(default=0)
+    # Outcome.
+    counts = models.JSONField(
+        default=dict, blank=True, help_text='{"accounts": {"created": n, ...}, "groups": {...}}'
+    )
+    conflicts = models.PositiveIntegerField(default=0)
+    removals_withheld = models.PositiveIntegerField(default=0)
+    withheld_reason = models.TextField(blank=True)
+    full_scan = models.BooleanField(
+        default=True, help_text="Every entry was compared, not only changed ones."
+    )
+    warnings = models.JSONField(default=list, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["domain", "-created_at"])]
+        permissions = [("approve_removals", "Approve or dismiss withheld removals")]
+
+    def __str__(self) -> str:
+        kind = "Dry run" if self.dry_run else "Sync"
+        return f"{kind} of {self.domain} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.SKIPPED}
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class SyncEvent(models.Model):
+    """One object a run touched (or, in a dry run, would touch): what, how, fields before → after, why."""
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Updated"
+        RENAME = "rename", "Renamed"
+        REMOVE = "remove", "Removed"
+        SKIP = "skip", "Skipped"
+        CONFLICT = "conflict", "Conflict"
+        WITHHELD = "withheld", "Removal withheld"
+
+    class ObjectType(models.TextChoices):
+        ACCOUNT = "account", "Account"
+        GROUP = "group", "Group"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="events")
+    object_type = models.CharField(max_length=10, choices=ObjectType.choices)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    label = models.CharField(max_length=320, help_text="The object as people know it: its address or alias.")
+    directory_id = models.CharField(max_length=64, blank=True)
+    dn = models.TextField(blank=True)
+    account = models.ForeignKey(
+        "mailserver.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_events"
+    )
+    group = models.ForeignKey(
+        "mailserver.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_events"
+    )
+    fields = models.JSONField(default=dict, blank=True, help_text="field → [before, after]")
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "action"]), models.Index(fields=["directory_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.object_type} {self.label}"
+
+
+class SyncState(models.Model):
+    """What the next run of a domain needs to know from the last one (change tracking)."""
+
+    domain = models.OneToOneField(Domain, on_delete=models.CASCADE, related_name="sync_state")
+    config_fingerprint = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Settings the mapping depends on; a change forces a full reprocess.",
+    )
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_read_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the last successful run began reading: later stamps are re-read.",
+    )
+    cursor = models.JSONField(default=dict, blank=True, help_text="Server-specific change-tracking position.")
+
+    def __str__(self) -> str:
+        return f"Sync state of {self.domain}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from defusedxml import ElementTree as SafeET
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from directory_sync.choices import LoginSource, ServerType, UsernameSource
@@ -21,6 +22,7 @@ from directory_sync.services.settings import save_directory_settings, settings_f
 from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.selectors import find_domain
 from icewarp_admin.mailserver.services.domains import create_domain
+from icewarp_admin.mailserver.validators import normalize_domain_name
 
 
 def _bool_out(value: Any) -> str:
@@ -195,7 +197,10 @@ def _parse_block(block: Any, position: int) -> tuple[str, dict[str, Any], str | 
     name_elements = [child for child in children if child.tag == "DOMAIN"]
     if len(name_elements) != 1 or not (name_elements[0].text or "").strip():
         return "", {}, None, [f"Block {position}: needs exactly one <DOMAIN>name</DOMAIN>."]
-    name = (name_elements[0].text or "").strip().lower()
+    try:
+        name = normalize_domain_name(name_elements[0].text or "")
+    except ValidationError as error:
+        return "", {}, None, [f"Block {position}: {' '.join(error.messages)}"]
     defaults = DirectorySettings()  # an absent key takes its default (IceWarp's rule), not the current value
     values: dict[str, Any] = {field: getattr(defaults, field) for field in ALL_FIELDS}
     extra: dict[str, str] = {}

@@ -5,9 +5,16 @@ from __future__ import annotations
 from celery import shared_task
 
 from directory_sync.services.checks import perform_connection_check
+from directory_sync.services.sync import execute_run
 
 
 @shared_task(name="directory_sync.test_connection", soft_time_limit=300, time_limit=330, acks_late=True)
 def check_connection(check_id: int) -> None:
     """Run one queued Test connection."""
     perform_connection_check(check_id=check_id)
+
+
+@shared_task(name="directory_sync.synchronize", soft_time_limit=3600, time_limit=3900, acks_late=True)
+def synchronize(run_id: int) -> None:
+    """Run one queued synchronization (or dry run)."""
+    execute_run(run_id=run_id)

@@ -96,9 +96,9 @@ def celery_worker(
             raise RuntimeError(f"The Celery worker did not start:\n{worker.output()[-3000:]}")
         time.sleep(0.1)
     previous = app.conf.broker_url
-    app.conf.broker_url = redis_server.url
+    app.conf.update(broker_url=redis_server.url)
     yield worker
-    app.conf.broker_url = previous
+    app.conf.update(broker_url=previous)
     process.terminate()
     try:
         process.wait(timeout=15)

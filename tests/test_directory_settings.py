@@ -111,7 +111,7 @@ def test_activation_needs_a_host_and_a_dn(domain: Domain, admin: Client) -> None
     [
         (advanced(account_filter="(&(objectClass=user)"), "parenthes"),
         (advanced(group_filter="(cn=a)(sn=b)"), "&"),
-        (advanced(host_domain_active="on", host_domain=""), "directory's domain"),
+        (advanced(host_domain_active="on", host_domain=""), "Give the directory"),
         (advanced(vcard_map="FN:${displayName}\r\nTEL;TYPE=CELL ${mobile}"), "Line 2"),
         (advanced(username_attribute="bad attr"), "attribute"),
         (advanced(server_type="novell"), "Select a valid choice"),
@@ -258,5 +258,6 @@ def test_operators_cannot_run_test_connection(
 
 
 def test_no_role_sees_nothing(domain: Domain, client_for: Callable[[str | None], Client]) -> None:
-    assert client_for(None).get(TAB).status_code == 403
-    assert client_for(None).get("/domains/example.com/directory/history/").status_code == 403
+    client = client_for(None)
+    assert client.get(TAB).status_code == 403
+    assert client.get("/domains/example.com/directory/history/").status_code == 403

@@ -82,7 +82,7 @@ def test_import_reads_every_key_and_creates_missing_domains(domain: Domain) -> N
     assert settings.account_filter == "(&(objectClass=user)(mail=*))" and settings.group_filter == "Group"
     assert (settings.host_domain_active, settings.host_domain) == (True, "ADDomain;*")
     assert (settings.sso_active, settings.sso_matching) == (True, 2)
-    assert settings.vcard_map == "FN:${displayName}\r\nTITLE:${!title}"
+    assert settings.vcard_map == "FN:${displayName}\nTITLE:${!title}"  # line ends normalized
     assert settings.extra_keys == {"EXTERNALSYNC": "0", "HOSTLOOKUPTYPE": "2", "SOMEFUTUREKEY": "kept as is"}
     second = DirectorySettings.objects.get(domain__name="second.org")
     assert (second.server_type, second.active, second.sync_accounts) == ("generic", False, True)

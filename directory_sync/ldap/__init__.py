@@ -1,1 +1,35 @@
-"""The only package that imports ldap3."""
+"""The only package that imports ldap3: sessions, paged searches and the root DSE, as plain data."""
+
+from directory_sync.ldap.connection import (
+    DirectorySession,
+    Endpoint,
+    SessionOptions,
+    endpoint_from_host,
+    fetch_peer_certificate,
+    make_ssl_context,
+    open_endpoint,
+    open_session,
+    options_from_settings,
+)
+from directory_sync.ldap.entries import BINARY_ATTRIBUTES, Entry, Value
+from directory_sync.ldap.errors import ERROR_KINDS, DirectoryError, ErrorKind
+from directory_sync.ldap.rootdse import RootDse
+
+__all__ = [
+    "BINARY_ATTRIBUTES",
+    "ERROR_KINDS",
+    "DirectoryError",
+    "DirectorySession",
+    "Endpoint",
+    "Entry",
+    "ErrorKind",
+    "RootDse",
+    "SessionOptions",
+    "Value",
+    "endpoint_from_host",
+    "fetch_peer_certificate",
+    "make_ssl_context",
+    "open_endpoint",
+    "open_session",
+    "options_from_settings",
+]

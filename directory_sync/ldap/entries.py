@@ -99,7 +99,9 @@ class Entry:
         return bool(self.get(name))
 
     @classmethod
-    def from_raw(cls, dn: str, raw_attributes: Mapping[str, Iterable[bytes]], binary: Collection[str] = ()) -> Entry:
+    def from_raw(
+        cls, dn: str, raw_attributes: Mapping[str, Iterable[bytes]], binary: Collection[str] = ()
+    ) -> Entry:
         """Build an entry from raw (bytes) values, dropping attributes that came back without values."""
         attributes: dict[str, list[Value]] = {}
         for name, raw in raw_attributes.items():

@@ -60,7 +60,7 @@ class VCardMapError(ValueError):
 
 @dataclass(frozen=True)
 class Placeholder:
-    """One ``${…}``: the attributes to try in order (lower-case), and whether an empty value drops the line."""
+    """One ``${…}``: attributes to try in order (lower-case); required: an empty value drops the line."""
 
     names: tuple[str, ...]
     required: bool = False
@@ -88,7 +88,7 @@ class VCardMap:
     lines: tuple[VCardLine, ...]
 
     def attributes(self) -> frozenset[str]:
-        """Return the lower-case names of every attribute the map reads, to ask the directory for only those."""
+        """Return the lower-case names of the attributes the map reads (ask the directory for only those)."""
         return frozenset(name for line in self.lines for name in line.attributes)
 
     def items(self) -> tuple[str, ...]:
@@ -116,6 +116,8 @@ def _split_item(number: int, line: str) -> tuple[str, str]:
         elif depth_start < 0 and char == ":":
             return line[:pos], line[pos + 1 :]
         pos += 1
+    if depth_start >= 0 and ":" in line[depth_start:]:
+        raise _fail(number, line, f"“{line[depth_start:]}” is not closed: add “}}” after the attribute name")
     raise _fail(number, line, "expected ITEM:template (a colon after the item), e.g. TEL;TYPE=CELL:${mobile}")
 
 
@@ -193,7 +195,9 @@ def _parse_template(number: int, line: str, template: str) -> tuple[str | Placeh
             parts.append(template[pos:start])
         end = template.find("}", start + 2)
         if end < 0:
-            raise _fail(number, line, f"“{template[start:]}” is not closed: add “}}” after the attribute name")
+            raise _fail(
+                number, line, f"“{template[start:]}” is not closed: add “}}” after the attribute name"
+            )
         nested = template.find("${", start + 2, end)
         if nested >= 0:
             raise _fail(
@@ -242,7 +246,7 @@ class AttributeValues:
         """Index attributes by lower-case name; a single string counts as one value."""
         self._values: dict[str, list[str]] = {}
         for name, values in attributes.items():
-            listed = [values] if isinstance(values, str) else [str(value) for value in values]
+            listed = [values] if isinstance(values, str) else list(values)
             self._values.setdefault(name.lower(), []).extend(listed)
 
     def values(self, name: str) -> list[str]:

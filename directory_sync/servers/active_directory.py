@@ -23,6 +23,10 @@ class UserAccountControl(enum.IntFlag):
 
 
 class ActiveDirectoryProfile(ServerProfile):
+    @property
+    def has_disabled_flag(self) -> bool:
+        return True
+
     def is_account_disabled(self, attributes: dict[str, list[str | bytes]]) -> bool:
         for name, values in attributes.items():
             if name.lower() == "useraccountcontrol" and values:

@@ -37,6 +37,11 @@ class ServerProfile:
         except UnicodeDecodeError:
             return base64.b64encode(value).decode("ascii")
 
+    @property
+    def has_disabled_flag(self) -> bool:
+        """Whether entries carry an account-disabled flag the sync must follow (AD does, generic LDAP not)."""
+        return False
+
     def is_account_disabled(self, attributes: dict[str, list[str | bytes]]) -> bool:
-        """Whether the directory marks the entry as disabled (generic LDAP has no standard flag)."""
+        """Whether the directory marks the entry as disabled."""
         return False

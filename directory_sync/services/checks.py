@@ -21,7 +21,7 @@ def queue_connection_check(*, domain: Domain, requested_by: str) -> ConnectionCh
 
     with transaction.atomic():
         check = ConnectionCheck.objects.create(domain=domain, requested_by=requested_by)
-        check_connection.delay_on_commit(check.pk)
+        check_connection.delay_on_commit(check.pk)  # type: ignore[attr-defined]  # DjangoTask, untyped
     return check
 
 

@@ -89,6 +89,13 @@ class AccountSettingsForm(forms.Form):
         choices=Service.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
 
+    def __init__(self, *args: Any, directory_owned: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in directory_owned:
+            # Disabled fields keep their initial value whatever is posted: the directory owns them.
+            self.fields[name].disabled = True
+            self.fields[name].help_text = "From the directory: change it there."
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("auth_mode") == Account.AuthMode.DIRECTORY and not (data.get("auth_value") or "").strip():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
@@ -36,6 +36,24 @@ def system_variables() -> list[tuple[VariableSpec, int]]:
     return [
         (spec, int(stored[spec.name]) if spec.name in stored else spec.default) for spec in SYSTEM_VARIABLES
     ]
+
+
+# Fields of a synced account that the directory owns (the sync puts them back when changed here).
+DIRECTORY_OWNED_FIELDS = ("full_name", "auth_mode", "auth_value")
+
+
+def directory_owned_fields(account: Account) -> frozenset[str]:
+    """What of this account the directory owns; AD also owns the account state (userAccountControl)."""
+    if not account.is_directory_linked:
+        return frozenset()
+    owned = set(DIRECTORY_OWNED_FIELDS)
+    try:
+        server_type = account.domain.directory_settings.server_type
+    except ObjectDoesNotExist:
+        server_type = ""
+    if server_type == "ad":
+        owned.add("enabled")
+    return frozenset(owned)
 
 
 def domain_list() -> QuerySet[Domain]:
@@ -70,16 +88,16 @@ def _account_search(*, local_part: str, text: str) -> Q:
     if len(local_part) < MIN_SUBSTRING_SEARCH or len(text) < MIN_SUBSTRING_SEARCH:
         # A range on the (domain, username) and (domain, local_part) indexes; startswith keeps it exact.
         upper = local_part[:-1] + chr(ord(local_part[-1]) + 1)
-        by_username = Account.objects.filter(
+        prefix_usernames = Account.objects.filter(
             username__gte=local_part, username__lt=upper, username__startswith=local_part
         ).order_by()
-        by_address = Address.objects.filter(
+        prefix_addresses = Address.objects.filter(
             account__isnull=False,
             local_part__gte=local_part,
             local_part__lt=upper,
             local_part__startswith=local_part,
         ).order_by()
-        return Q(pk__in=by_username.values("pk").union(by_address.values("account_id")))
+        return Q(pk__in=prefix_usernames.values("pk").union(prefix_addresses.values("account_id")))
     if connection.vendor == "sqlite":
         return Q(
             pk__in=RawSQL(

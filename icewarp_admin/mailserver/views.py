@@ -226,6 +226,7 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
 def account_forms(account: Account) -> dict[str, Form]:
     return {
         "settings_form": AccountSettingsForm(
+            directory_owned=selectors.directory_owned_fields(account),
             initial={
                 "full_name": account.full_name,
                 "auth_mode": account.auth_mode,
@@ -234,7 +235,7 @@ def account_forms(account: Account) -> dict[str, Form]:
                 "quota_mb": account.quota_mb,
                 "max_message_kb": account.max_message_kb,
                 "services": account.services,
-            }
+            },
         ),
         "password_form": PasswordForm(),
         "alias_form": AliasForm(domain=account.domain),
@@ -248,7 +249,11 @@ def handle_account_action(
     """Run one posted action (a bound form with errors replaces the blank one); True when it succeeded."""
     post = request.POST
     if action == "settings":
-        settings_form = forms["settings_form"] = AccountSettingsForm(post)
+        settings_form = forms["settings_form"] = AccountSettingsForm(
+            post,
+            directory_owned=selectors.directory_owned_fields(account),
+            initial=forms["settings_form"].initial,
+        )
         if not settings_form.is_valid():
             return False
         account_services.update_account(

@@ -18,6 +18,8 @@ OPERATOR_PERMISSIONS = (
     "mailserver.view_group",
     "mailserver.view_groupmember",
     "directory_sync.view_settingschange",
+    "directory_sync.view_syncrun",
+    "directory_sync.view_syncevent",
 )
 
 

@@ -88,10 +88,17 @@ def apply_template(*, account: Account, template: UserTemplate) -> None:
     account.enabled = template.account_state == AccountState.ENABLED
 
 
+def forget_directory_stamp(account: Account) -> None:
+    """A synced account was changed here: the next sync compares it in full and puts the values back."""
+    if account.is_directory_linked:
+        account.directory_change_stamp = ""
+
+
 def update_account(*, account: Account, changes: AccountSettings) -> Account:
     """Save the editable settings of an account."""
     if changes.auth_mode == Account.AuthMode.DIRECTORY and not changes.auth_value.strip():
         raise ValidationError("Directory authentication needs an auth value: host;login.")
+    before = (account.full_name, account.auth_mode, account.auth_value, account.enabled)
     account.full_name = changes.full_name.strip()
     account.auth_mode = changes.auth_mode
     account.auth_value = changes.auth_value.strip()
@@ -99,6 +106,8 @@ def update_account(*, account: Account, changes: AccountSettings) -> Account:
     account.quota_mb = changes.quota_mb
     account.max_message_kb = changes.max_message_kb
     account.services = sorted(set(changes.services))
+    if (account.full_name, account.auth_mode, account.auth_value, account.enabled) != before:
+        forget_directory_stamp(account)
     account.full_clean(exclude=["domain", "username", "mailbox_path", "password"])
     account.save()
     return account
@@ -124,7 +133,8 @@ def update_personal_data(*, account: Account, vcard: dict[str, str]) -> Account:
 def return_personal_data_to_directory(*, account: Account) -> Account:
     """Hand a person's personal data back to the directory: the next sync overwrites it again."""
     account.vcard_edited_locally = False
-    account.save(update_fields=["vcard_edited_locally", "updated_at"])
+    forget_directory_stamp(account)
+    account.save(update_fields=["vcard_edited_locally", "directory_change_stamp", "updated_at"])
     return account
 
 

@@ -50,6 +50,7 @@ def remove_account_address(*, address: Address) -> None:
         raise ValidationError(f"{address.address} is the only address of {account}; add another one first.")
     address.delete()
     _renumber(remaining)
+    _forget_stamp_if_directory(address)
 
 
 def make_primary_address(*, address: Address) -> None:
@@ -59,6 +60,15 @@ def make_primary_address(*, address: Address) -> None:
         raise ValidationError("This address does not belong to an account.")
     others = [other for other in account.aliases.order_by("position", "id") if other.pk != address.pk]
     _renumber([address, *others])
+    _forget_stamp_if_directory(address)
+
+
+def _forget_stamp_if_directory(address: Address) -> None:
+    """The directory owns its aliases and their order: a change here makes the next sync put them back."""
+    if address.account_id is not None:
+        Account.objects.filter(pk=address.account_id, directory_guid__isnull=False).update(
+            directory_change_stamp=""
+        )
 
 
 def _renumber(addresses: list[Address]) -> None:

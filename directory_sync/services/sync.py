@@ -1,0 +1,239 @@
+"""A synchronization run from start to finish: load → plan → guard → apply, recorded as a SyncRun.
+
+The run's own row and its events are written outside the apply transaction, so a failed apply never
+erases the record of what was attempted. The command line, the Celery task and the approval of withheld
+removals all come through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from directory_sync.ldap import DirectoryError, open_session, options_from_settings
+from directory_sync.ldap.filters import FilterError
+from directory_sync.models import SyncEvent, SyncRun, SyncState
+from directory_sync.rules.vcard import VCardMapError
+from directory_sync.secrets import SecretUnreadable
+from directory_sync.services.settings import settings_for
+from directory_sync.sync.apply import Applied, apply_plan
+from directory_sync.sync.config import build_config
+from directory_sync.sync.guard import GuardDecision, guard
+from directory_sync.sync.load import load_people
+from directory_sync.sync.planning import CONFLICT, REMOVE, Plan, plan_accounts
+from icewarp_admin.mailserver.models import Account, Domain
+
+logger = logging.getLogger("directory_sync.sync")
+EVENT_BATCH = 2000
+LOG_DEBUG, LOG_SUMMARY = 1, 2
+
+
+class RunRefused(Exception):
+    """The run cannot start (the domain is not configured); the message says what to set up."""
+
+
+def create_run(*, domain: Domain, trigger: str, requested_by: str = "", dry_run: bool = False) -> SyncRun:
+    """A queued run row."""
+    return SyncRun.objects.create(domain=domain, trigger=trigger, requested_by=requested_by, dry_run=dry_run)
+
+
+def execute_run(*, run_id: int) -> SyncRun:
+    """Run a queued run to its end; a run delivered twice runs once. Never raises for directory trouble."""
+    with transaction.atomic():
+        run = SyncRun.objects.select_for_update().select_related("domain").get(pk=run_id)
+        if run.status != SyncRun.Status.QUEUED:
+            return run
+        run.status, run.started_at, run.heartbeat_at, run.phase = (
+            SyncRun.Status.RUNNING,
+            timezone.now(),
+            timezone.now(),
+            "connecting",
+        )
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "phase"])
+    started = time.monotonic()
+    try:
+        outcome = _synchronize(run)
+    except (DirectoryError, RunRefused, SecretUnreadable) as error:
+        _finish(run, status=SyncRun.Status.FAILED, errors=[str(error)])
+    except Exception:
+        logger.exception("Synchronizing domain %s failed", run.domain.name)
+        _finish(
+            run,
+            status=SyncRun.Status.FAILED,
+            errors=["The run stopped on an internal error; see the worker log."],
+        )
+    else:
+        _finish(run, status=SyncRun.Status.SUCCEEDED, **outcome)
+    _log_summary(run, time.monotonic() - started)
+    return run
+
+
+def _synchronize(run: SyncRun) -> dict[str, Any]:
+    settings = settings_for(run.domain)
+    if not settings.pk or not settings.host or not settings.base_dn:
+        raise RunRefused(f"{run.domain.name} has no directory server configured: fill in the Server section.")
+    try:
+        config = build_config(settings)
+    except (FilterError, VCardMapError, ValueError) as error:
+        raise RunRefused(
+            f"The Directory Service settings of {run.domain.name} are not usable: {error}"
+        ) from error
+    warnings: list[str] = list(config.warnings)
+    if not config.sync_accounts:
+        warnings.append("Synchronizing users is switched off for this domain; accounts were not compared.")
+
+    state, _ = SyncState.objects.get_or_create(domain=run.domain)
+    full_scan = state.config_fingerprint != config.fingerprint() or state.last_success_at is None
+
+    read_started = timezone.now()
+    with open_session(options_from_settings(settings)) as session:
+        _progress(run, phase="reading")
+        snapshot = load_people(session, config, on_progress=lambda read: _progress(run, entries_read=read))
+    if snapshot.without_guid:
+        full_scan = True
+        warnings.append(
+            f"{snapshot.without_guid} entries have no readable {config.guid_attribute}: their e-mail address "
+            "is their key and every entry is reprocessed on every run."
+        )
+    if not snapshot.search.complete:
+        warnings.append(f"The search did not finish: {snapshot.search.problem}")
+
+    _progress(run, phase="planning")
+    plan = plan_accounts(
+        people=snapshot.people,
+        skipped=snapshot.skipped,
+        config=config,
+        full_scan=full_scan,
+        last_read=state.last_read_started_at,
+    )
+    warnings += plan.warnings
+    linked = Account.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
+    decision = guard(plan=plan, search=snapshot.search, config=config, linked_accounts=linked)
+    if decision.withheld:
+        warnings.append(f"{decision.withheld} removals withheld: {decision.reason}")
+    _progress(run, phase="applying" if not run.dry_run else "recording", actions_planned=len(plan.changes))
+
+    applied = None
+    if not run.dry_run:
+        applied = apply_plan(plan=plan, decision=decision, config=config, domain=run.domain)
+        if snapshot.search.complete:
+            state.config_fingerprint = config.fingerprint()
+        state.last_success_at = timezone.now()
+        state.last_read_started_at = read_started
+        state.save(update_fields=["config_fingerprint", "last_success_at", "last_read_started_at"])
+    _record_events(run, plan, decision, applied)
+    counts = plan.counts()
+    if not decision.allow_removals:
+        counts["removed"] = 0
+    return {
+        "counts": {"accounts": counts},
+        "conflicts": len(plan.of(CONFLICT)),
+        "removals_withheld": decision.withheld,
+        "withheld_reason": decision.reason,
+        "full_scan": full_scan,
+        "warnings": warnings,
+        "entries_total": snapshot.entries_read,
+        "actions_applied": applied.writes if applied else 0,
+    }
+
+
+def _record_events(run: SyncRun, plan: Plan, decision: GuardDecision, applied: Applied | None) -> None:
+    """One event per object the run touched (or in a dry run would touch), exactly as planned."""
+    created_ids = applied.created_ids if applied else {}
+    events = []
+    for change in plan.changes:
+        action = change.action
+        if action == REMOVE and not decision.allow_removals:
+            action = SyncEvent.Action.WITHHELD
+        account_id = change.account_id if action != REMOVE or run.dry_run else None
+        events.append(
+            SyncEvent(
+                run=run,
+                object_type=SyncEvent.ObjectType.ACCOUNT,
+                action=action,
+                label=change.label[:320],
+                directory_id=change.key[:64],
+                dn=change.dn,
+                account_id=account_id if account_id is not None else created_ids.get(change.key),
+                fields={name: [_jsonable(old), _jsonable(new)] for name, (old, new) in change.fields.items()},
+                reason=decision.reason if action == SyncEvent.Action.WITHHELD else change.reason,
+            )
+        )
+    SyncEvent.objects.bulk_create(events, batch_size=EVENT_BATCH)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _progress(run: SyncRun, **fields: Any) -> None:
+    """Progress and a heartbeat, saved at once (outside any transaction) so the tab can show them."""
+    fields["heartbeat_at"] = timezone.now()
+    for name, value in fields.items():
+        setattr(run, name, value)
+    SyncRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def _finish(run: SyncRun, *, status: str, errors: list[str] | None = None, **outcome: Any) -> None:
+    run.status = status
+    run.finished_at = timezone.now()
+    run.phase = ""
+    run.errors = errors or []
+    for name, value in outcome.items():
+        setattr(run, name, value)
+    run.save()
+
+
+def _log_summary(run: SyncRun, seconds: float) -> None:
+    log_type = _log_type()
+    if log_type & LOG_DEBUG:
+        for event in run.events.all().iterator():
+            logger.info(
+                "Domain %s: %s %s %s %s",
+                run.domain.name,
+                event.action,
+                event.object_type,
+                event.label,
+                event.reason,
+            )
+    if log_type & LOG_SUMMARY:
+        accounts = run.counts.get("accounts", {})
+        summary = ", ".join(f"{name} {value}" for name, value in accounts.items())
+        logger.info(
+            "Synchronizing domain %s finished%s: %s; %s; conflicts %s; removals withheld %s; %.1f s",
+            run.domain.name,
+            " (dry run)" if run.dry_run else "",
+            run.status,
+            summary or "nothing compared",
+            run.conflicts,
+            run.removals_withheld,
+            seconds,
+        )
+
+
+def _log_type() -> int:
+    from icewarp_admin.mailserver.selectors import system_variable_value
+
+    return system_variable_value(name="C_System_ADSyncLogType")
+
+
+def run_summary(run: SyncRun) -> dict[str, Any]:
+    """The run as the stable JSON of `manage.py directory_sync --json`."""
+    accounts = run.counts.get("accounts", {})
+    names = ("created", "updated", "renamed", "removed", "unchanged", "skipped")
+    return {
+        "status": run.status,
+        "dry_run": run.dry_run,
+        "accounts": {name: int(accounts.get(name, 0)) for name in names},
+        "conflicts": run.conflicts,
+        "removals_withheld": run.removals_withheld,
+        "warnings": list(run.warnings),
+        "errors": list(run.errors),
+        "duration_s": round(run.duration_s or 0.0, 3),
+    }

@@ -1,0 +1,199 @@
+"""Apply a guarded plan in one transaction, with bulk writes keyed by id; mailbox folders made beforehand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from directory_sync.sync.config import SyncConfig
+from directory_sync.sync.guard import GuardDecision
+from directory_sync.sync.local import chunked
+from directory_sync.sync.planning import CREATE, REMOVE, RENAME, UPDATE, AccountChange, Plan
+from icewarp_admin.mailserver.models import Account, Address, Domain, Provenance
+from icewarp_admin.mailserver.services.accounts import apply_template
+from icewarp_admin.mailserver.services.mailboxes import create_mailbox, delete_mailbox
+
+BATCH = 1000
+ACCOUNT_FIELDS = ("username", "full_name", "auth_mode", "auth_value", "enabled", "vcard")
+
+
+@dataclass
+class Applied:
+    created_ids: dict[str, int] = field(default_factory=dict)  # directory key → new account id
+    writes: int = 0
+
+
+def apply_plan(*, plan: Plan, decision: GuardDecision, config: SyncConfig, domain: Domain) -> Applied:
+    """Write the plan (removals only when the guard allows them); all or nothing."""
+    applied = Applied()
+    creates = plan.of(CREATE)
+    updates = plan.of(UPDATE) + plan.of(RENAME)
+    removals = plan.of(REMOVE) if decision.allow_removals else []
+    # Folders are made before the transaction (a failure rolls the rows back and removes these again).
+    folders = [create_mailbox(domain_name=domain.name, username=change.person.username) for change in creates
+               if change.person is not None]  # fmt: skip
+    try:
+        with transaction.atomic():
+            now = timezone.now()
+            _remove(removals)
+            _update(updates, now)
+            applied.created_ids = _create(creates, folders, domain, now)
+            _stamp_only(plan.stamp_only, now)
+            applied.writes = len(creates) + len(updates) + len(removals) + len(plan.stamp_only)
+    except BaseException:
+        for folder in folders:
+            delete_mailbox(relative_path=folder)
+        raise
+    if config.delete_all_data and removals:
+        mailboxes = [change.mailbox_path for change in removals if change.mailbox_path]
+
+        def delete_mailboxes() -> None:
+            for path in mailboxes:
+                delete_mailbox(relative_path=path)
+
+        # Mail is deleted only once the removal is committed: a rollback must not cost anyone their mail.
+        transaction.on_commit(delete_mailboxes)
+    return applied
+
+
+def _remove(removals: list[AccountChange]) -> None:
+    ids = [change.account_id for change in removals if change.account_id is not None]
+    for batch in chunked(ids, BATCH):
+        Account.objects.filter(pk__in=batch).delete()
+
+
+def _update(updates: list[AccountChange], now: Any) -> None:
+    if not updates:
+        return
+    ids = [change.account_id for change in updates if change.account_id is not None]
+    accounts = {
+        account.pk: account
+        for batch in chunked(ids, BATCH)
+        for account in Account.objects.filter(pk__in=batch)
+    }
+    dropped = [address_id for change in updates for address_id in change.drop_address_ids]
+    for batch in chunked(dropped, BATCH):
+        Address.objects.filter(pk__in=batch).delete()
+
+    renamed = [change for change in updates if "username" in change.fields]
+    if renamed:
+        # Usernames are unique per domain and may swap within one run: park them first.
+        for change in renamed:
+            accounts[change.account_id].username = f"~sync~{change.account_id}"  # type: ignore[index]
+        parked = [accounts[change.account_id] for change in renamed]  # type: ignore[index]
+        Account.objects.bulk_update(parked, ["username"], batch_size=BATCH)
+
+    changed_fields: set[str] = {
+        "directory_change_stamp",
+        "directory_dn",
+        "directory_guid",
+        "directory_last_seen",
+    }
+    for change in updates:
+        account, person = accounts[change.account_id], change.person  # type: ignore[index]
+        assert person is not None
+        for name in ACCOUNT_FIELDS:
+            if name in change.fields:
+                setattr(account, name, change.fields[name][1])
+                changed_fields.add(name)
+        account.directory_guid = person.key
+        account.directory_dn = person.dn
+        account.directory_change_stamp = person.change_stamp
+        account.directory_last_seen = now
+    Account.objects.bulk_update(list(accounts.values()), sorted(changed_fields), batch_size=BATCH)
+    domain_id = next(iter(accounts.values())).domain_id
+    _reorder_addresses([change for change in updates if "aliases" in change.fields], domain_id=domain_id)
+
+
+def _reorder_addresses(changes: list[AccountChange], *, domain_id: int) -> None:
+    """Add the new directory aliases and put every address of these accounts in the planned order."""
+    if not changes:
+        return
+    Address.objects.bulk_create(
+        (
+            Address(
+                domain_id=domain_id,
+                local_part=local,
+                account_id=change.account_id,
+                source=Provenance.DIRECTORY,
+            )
+            for change in changes
+            for local in change.add_aliases
+        ),
+        batch_size=BATCH,
+    )
+    plans = {
+        change.account_id: (change.alias_order, set(change.person.local_parts if change.person else ()))
+        for change in changes
+    }
+    touched = []
+    for batch in chunked([account_id for account_id in plans if account_id is not None], BATCH):
+        for address in Address.objects.filter(account_id__in=batch):
+            order, from_directory = plans[address.account_id]
+            position = order.index(address.local_part) if address.local_part in order else len(order)
+            # A manual alias the directory now lists becomes the directory's (it will follow the directory).
+            source = Provenance.DIRECTORY if address.local_part in from_directory else address.source
+            if (address.position, address.source) != (position, source):
+                address.position, address.source = position, source
+                touched.append(address)
+    Address.objects.bulk_update(touched, ["position", "source"], batch_size=BATCH)
+
+
+def _create(creates: list[AccountChange], folders: list[str], domain: Domain, now: Any) -> dict[str, int]:
+    if not creates:
+        return {}
+    template = domain.default_template
+    accounts = []
+    for change, folder in zip(creates, folders, strict=True):
+        person = change.person
+        assert person is not None
+        account = Account(
+            domain=domain,
+            username=person.username,
+            full_name=person.full_name,
+            auth_mode=Account.AuthMode.DIRECTORY,
+            auth_value=person.auth_value,
+            vcard=person.vcard or {},
+            mailbox_path=folder,
+            directory_guid=person.key,
+            directory_dn=person.dn,
+            directory_change_stamp=person.change_stamp,
+            directory_last_seen=now,
+        )
+        if template is not None:
+            apply_template(account=account, template=template)  # on creation only
+        if person.enabled is not None:
+            account.enabled = person.enabled
+        accounts.append(account)
+    Account.objects.bulk_create(accounts, batch_size=BATCH)
+    created = {change.key: account.pk for change, account in zip(creates, accounts, strict=True)}
+    Address.objects.bulk_create(
+        (
+            Address(
+                domain=domain,
+                local_part=local,
+                account_id=account.pk,
+                position=position,
+                source=Provenance.DIRECTORY,
+            )
+            for change, account in zip(creates, accounts, strict=True)
+            if change.person is not None
+            for position, local in enumerate(change.person.local_parts)
+        ),
+        batch_size=BATCH,
+    )
+    return created
+
+
+def _stamp_only(rows: list[tuple[int, str, str]], now: Any) -> None:
+    """Entries that changed only in attributes the console does not keep: remember the new stamp and DN."""
+    accounts = [
+        Account(pk=pk, directory_change_stamp=stamp, directory_dn=dn, directory_last_seen=now)
+        for pk, stamp, dn in rows
+    ]
+    Account.objects.bulk_update(
+        accounts, ["directory_change_stamp", "directory_dn", "directory_last_seen"], batch_size=BATCH
+    )

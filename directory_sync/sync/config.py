@@ -1,0 +1,133 @@
+"""Everything one run needs to know, resolved once from the domain's settings and the global variables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from directory_sync.ldap.filters import normalize_filter
+from directory_sync.models import DirectorySettings
+from directory_sync.rules.addresses import AcceptedDomains, accepted_domains
+from directory_sync.rules.vcard import DEFAULT_VCARD_MAP, VCardMap, parse_vcard_map
+from directory_sync.servers.base import ServerProfile
+from icewarp_admin.mailserver.selectors import system_variable_value
+
+# Attributes every account mapping reads, beyond the GUID, the change stamp and the vCard map's.
+ACCOUNT_ATTRIBUTES = (
+    "mail",
+    "otherMailbox",
+    "proxyAddresses",
+    "cn",
+    "displayName",
+    "givenName",
+    "sn",
+    "userPrincipalName",
+    "sAMAccountName",
+    "uid",
+    "userAccountControl",
+    "objectClass",
+)
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    domain_id: int
+    domain_name: str
+    host: str
+    base_dn: str
+    profile: ServerProfile
+    sync_accounts: bool
+    account_filter: str
+    guid_attribute: str
+    guid_is_binary: bool
+    change_stamp_attribute: str
+    allow_missing_change_stamp: bool
+    accepted: AcceptedDomains
+    login_source: str
+    username_source: str
+    username_attribute: str
+    add_login_to_aliases: bool
+    full_name_from_given_and_sn: bool
+    vcard_map: VCardMap | None  # None: personal data is not synchronized
+    vcard_map_text: str
+    directory_vcard_wins: bool
+    delete_all_data: bool
+    page_size: int
+    max_delete: int  # 0: no limit
+    ignore_search_error: bool
+    log_type: int
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def vcard_enabled(self) -> bool:
+        return self.vcard_map is not None
+
+    def account_attributes(self) -> list[str]:
+        """Only what the mapping needs; operational attributes (entryUUID...) must be named to be returned."""
+        names = [*ACCOUNT_ATTRIBUTES, self.guid_attribute, self.change_stamp_attribute]
+        if self.username_attribute:
+            names.append(self.username_attribute)
+        if self.vcard_map is not None:
+            names.extend(sorted(self.vcard_map.attributes()))
+        seen: dict[str, str] = {}
+        for name in names:
+            seen.setdefault(name.lower(), name)
+        return list(seen.values())
+
+    def fingerprint(self) -> str:
+        """A hash of every setting the mapping of an entry depends on: when it changes, unchanged entries
+        (same change stamp) must be reprocessed too."""
+        relevant = {
+            "host": self.host,
+            "filter": self.account_filter,
+            "guid": [self.guid_attribute, self.guid_is_binary],
+            "accepted": [self.accepted.domain, sorted(self.accepted.rewritten), self.accepted.any_domain],
+            "login": self.login_source,
+            "username": [self.username_source, self.username_attribute],
+            "alias_login": self.add_login_to_aliases,
+            "full_name": self.full_name_from_given_and_sn,
+            "vcard": None if self.vcard_map is None else self.vcard_map_text,
+            "vcard_wins": self.directory_vcard_wins,
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def build_config(settings: DirectorySettings) -> SyncConfig:
+    """Resolve a domain's settings (defaults of its server type included) and the global variables."""
+    global_vcard_off = bool(system_variable_value(name="C_System_ADSyncDisableVCardSync"))
+    vcard_map: VCardMap | None = None
+    vcard_map_text = settings.vcard_map.strip() or DEFAULT_VCARD_MAP
+    if not (global_vcard_off or settings.disable_vcard_sync):
+        vcard_map = parse_vcard_map(vcard_map_text)
+    return SyncConfig(
+        domain_id=settings.domain_id,
+        domain_name=settings.domain.name,
+        host=settings.host,
+        base_dn=settings.base_dn,
+        profile=settings.profile,
+        sync_accounts=settings.sync_accounts,
+        account_filter=normalize_filter(settings.effective_account_filter),
+        guid_attribute=settings.effective_guid_attribute,
+        guid_is_binary=settings.effective_guid_is_binary,
+        change_stamp_attribute=settings.effective_change_stamp_attribute,
+        allow_missing_change_stamp=settings.allow_missing_change_stamp,
+        accepted=accepted_domains(
+            domain=settings.domain.name,
+            host_domain_active=settings.host_domain_active,
+            host_domain=settings.host_domain,
+        ),
+        login_source=settings.login_source,
+        username_source=settings.username_source,
+        username_attribute=settings.username_attribute,
+        add_login_to_aliases=settings.add_login_to_aliases,
+        full_name_from_given_and_sn=settings.full_name_from_given_and_sn,
+        vcard_map=vcard_map,
+        vcard_map_text=vcard_map_text,
+        directory_vcard_wins=settings.directory_vcard_wins,
+        delete_all_data=settings.delete_all_data,
+        page_size=min(max(settings.page_size, 1), 1000),
+        max_delete=system_variable_value(name="C_System_ADSyncMaxDeleteThreshold"),
+        ignore_search_error=bool(system_variable_value(name="C_System_ADSyncIgnoreSearchError")),
+        log_type=system_variable_value(name="C_System_ADSyncLogType"),
+    )

@@ -1,0 +1,66 @@
+"""Read the directory once per run: paged, only the attributes the mapping needs, mapped as they come."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from directory_sync.ldap import DirectoryError, DirectorySession
+from directory_sync.sync.config import SyncConfig
+from directory_sync.sync.guard import SearchOutcome
+from directory_sync.sync.people import DirectoryPerson, SkippedEntry, map_entry
+
+# A search that ends with one of these still returned trustworthy entries; anything else fails the run.
+PARTIAL_KINDS = {"search", "size_limit", "referral"}
+
+
+@dataclass
+class Snapshot:
+    people: list[DirectoryPerson] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    search: SearchOutcome = field(default_factory=lambda: SearchOutcome(complete=True))
+    entries_read: int = 0
+    without_guid: int = 0
+
+
+def load_people(
+    session: DirectorySession, config: SyncConfig, *, on_progress: Callable[[int], None] | None = None
+) -> Snapshot:
+    """Every entry under the DN that matches the user filter, mapped to a person or a skip.
+
+    A lost connection or a timeout raises (the run fails and nothing is applied); a search the server ended
+    early (size limit, an error result, a referral) returns what it read, marked incomplete.
+    """
+    snapshot = Snapshot()
+    binary = [config.guid_attribute] if config.guid_is_binary else []
+    try:
+        for entry in session.paged_search(
+            config.base_dn,
+            config.account_filter,
+            config.account_attributes(),
+            page_size=config.page_size,
+            binary_attributes=binary,
+        ):
+            snapshot.entries_read += 1
+            mapped = map_entry(entry, config)
+            if isinstance(mapped, DirectoryPerson):
+                snapshot.people.append(mapped)
+                snapshot.without_guid += mapped.guid is None
+            else:
+                snapshot.skipped.append(mapped)
+            if on_progress is not None and snapshot.entries_read % 250 == 0:
+                on_progress(snapshot.entries_read)
+    except DirectoryError as error:
+        if error.kind not in PARTIAL_KINDS:
+            raise
+        snapshot.search = SearchOutcome(
+            complete=False,
+            problem=error.message,
+            absence_means_gone=error.kind != "referral",
+            entries_matched=snapshot.entries_read,
+        )
+    else:
+        snapshot.search = SearchOutcome(complete=True, entries_matched=snapshot.entries_read)
+    if on_progress is not None:
+        on_progress(snapshot.entries_read)
+    return snapshot
