@@ -466,6 +466,7 @@ def test_command_line_json_and_exit_codes(domain: Domain, directory: Directory) 
         "status",
         "dry_run",
         "accounts",
+        "groups",
         "conflicts",
         "removals_withheld",
         "warnings",

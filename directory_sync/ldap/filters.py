@@ -455,3 +455,8 @@ def dn_is_within(dn: str, base: str) -> bool:
         return True
     inner, outer = dn_key(dn), dn_key(base)
     return len(inner) >= len(outer) and inner[len(inner) - len(outer) :] == outer
+
+
+def dn_rdns(value: str) -> list[tuple[str, str]]:
+    """A DN's RDNs from the leaf up as (attribute type in lower case, value unescaped); first AVA of each."""
+    return [(rdn[0][0].lower(), _unescape_dn_value(rdn[0][1])) for rdn in _parse_dn(value) if rdn]

@@ -21,11 +21,12 @@ from directory_sync.rules.vcard import VCardMapError
 from directory_sync.secrets import SecretUnreadable
 from directory_sync.services.settings import settings_for
 from directory_sync.sync.apply import Applied, apply_plan
-from directory_sync.sync.config import build_config
-from directory_sync.sync.guard import GuardDecision, guard
-from directory_sync.sync.load import load_people
+from directory_sync.sync.config import SyncConfig, build_config
+from directory_sync.sync.groups import GroupPlan, ou_groups, plan_groups, resolver_for
+from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard
+from directory_sync.sync.load import GroupSnapshot, Snapshot, load_groups, load_people
 from directory_sync.sync.planning import CONFLICT, REMOVE, Plan, plan_accounts
-from icewarp_admin.mailserver.models import Account, Domain
+from icewarp_admin.mailserver.models import Account, Domain, Group
 
 logger = logging.getLogger("directory_sync.sync")
 EVENT_BATCH = 2000
@@ -93,6 +94,9 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
     with open_session(options_from_settings(settings)) as session:
         _progress(run, phase="reading")
         snapshot = load_people(session, config, on_progress=lambda read: _progress(run, entries_read=read))
+        groups_snapshot = (
+            load_groups(session, config) if config.sync_groups or config.sync_mailing_lists else None
+        )
     if snapshot.without_guid:
         full_scan = True
         warnings.append(
@@ -112,14 +116,23 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
     )
     warnings += plan.warnings
     linked = Account.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
-    decision = guard(plan=plan, search=snapshot.search, config=config, linked_accounts=linked)
+    decision = guard(removals=len(plan.of(REMOVE)), search=snapshot.search, config=config, linked=linked)
     if decision.withheld:
-        warnings.append(f"{decision.withheld} removals withheld: {decision.reason}")
-    _progress(run, phase="applying" if not run.dry_run else "recording", actions_planned=len(plan.changes))
+        warnings.append(f"{decision.withheld} account removals withheld: {decision.reason}")
+    group_plan, group_decision = _plan_groups(run, config, snapshot, groups_snapshot, plan, decision)
+    if group_plan is not None:
+        warnings += group_plan.warnings
+        if group_decision is not None and group_decision.withheld:
+            warnings.append(f"{group_decision.withheld} group removals withheld: {group_decision.reason}")
+    planned = len(plan.changes) + (len(group_plan.changes) if group_plan else 0)
+    _progress(run, phase="applying" if not run.dry_run else "recording", actions_planned=planned)
 
     applied = None
     if not run.dry_run:
-        applied = apply_plan(plan=plan, decision=decision, config=config, domain=run.domain)
+        applied = apply_plan(
+            plan=plan, decision=decision, config=config, domain=run.domain, group_plan=group_plan,
+            group_decision=group_decision,
+        )  # fmt: skip
         if snapshot.search.complete:
             state.config_fingerprint = config.fingerprint()
         state.last_success_at = timezone.now()
@@ -129,16 +142,125 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
     counts = plan.counts()
     if not decision.allow_removals:
         counts["removed"] = 0
+    all_counts = {"accounts": counts}
+    conflicts, withheld, reasons = len(plan.of(CONFLICT)), decision.withheld, [decision.reason]
+    if group_plan is not None and group_decision is not None:
+        _record_group_events(run, group_plan, group_decision)
+        group_counts = group_plan.counts()
+        if not group_decision.allow_removals:
+            group_counts["removed"] = 0
+        all_counts["groups"] = group_counts
+        conflicts += len(group_plan.of(CONFLICT))
+        withheld += group_decision.withheld
+        reasons.append(group_decision.reason)
     return {
-        "counts": {"accounts": counts},
-        "conflicts": len(plan.of(CONFLICT)),
-        "removals_withheld": decision.withheld,
-        "withheld_reason": decision.reason,
+        "counts": all_counts,
+        "conflicts": conflicts,
+        "removals_withheld": withheld,
+        "withheld_reason": " ".join(reason for reason in reasons if reason),
         "full_scan": full_scan,
         "warnings": warnings,
         "entries_total": snapshot.entries_read,
         "actions_applied": applied.writes if applied else 0,
     }
+
+
+def _plan_groups(
+    run: SyncRun,
+    config: SyncConfig,
+    people: Snapshot,
+    groups: GroupSnapshot | None,
+    plan: Plan,
+    decision: GuardDecision,
+) -> tuple[GroupPlan | None, GuardDecision | None]:
+    """The groups' plan and guard, after the accounts' (members may be accounts this run creates)."""
+    if groups is None:
+        synced = Group.objects.filter(domain=run.domain, directory_guid__isnull=False).exists()
+        if not config.create_ou_groups and not synced:
+            return None, None
+        groups = GroupSnapshot()  # no group search: synced groups from it go (guarded like any removal)
+    derived = []
+    people_complete = people.search.complete
+    if config.create_ou_groups and people_complete:
+        derived = ou_groups(people.people, config)
+    all_groups = [*groups.groups, *derived]
+    local_dns = {
+        dn: str(key)
+        for dn, key in Account.objects.filter(domain=run.domain, directory_guid__isnull=False).values_list(
+            "directory_dn", "directory_guid"
+        )
+    }
+    resolver = resolver_for(
+        people=people.people,
+        skipped=people.skipped,
+        groups=all_groups,
+        config=config,
+        local_account_dns=local_dns,
+    )
+    labels = {person.key: f"{person.local_parts[0]}@{config.domain_name}" for person in people.people}
+    removing = [change.key for change in plan.of(REMOVE)] if decision.allow_removals else []
+    taken = {
+        local
+        for change in plan.changes
+        if change.action in {"create", "update", "rename"} and change.person
+        for local in change.person.local_parts
+    }
+    group_plan = plan_groups(
+        groups=all_groups,
+        resolver=resolver,
+        config=config,
+        labels=labels,
+        removing_account_keys=removing,
+        taken_by_accounts=taken,
+        ou_groups_enabled=config.create_ou_groups,
+        leave_ou_groups_alone=config.create_ou_groups and not people_complete,
+    )
+    if groups.duplicates:
+        group_plan.warnings.append(
+            f"{groups.duplicates} entries match both the group and the mailing-list filter."
+        )
+    if not groups.search.complete:
+        group_plan.warnings.append(f"The group search did not finish: {groups.search.problem}")
+    linked_groups = Group.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
+    search = groups.search if (config.sync_groups or config.sync_mailing_lists) else SearchOutcome(
+        complete=True, entries_matched=len(all_groups) or 1
+    )  # fmt: skip
+    group_decision = guard(
+        removals=len(group_plan.of(REMOVE)), search=search, config=config, linked=linked_groups, kind="groups"
+    )
+    return group_plan, group_decision
+
+
+def _record_group_events(run: SyncRun, plan: GroupPlan, decision: GuardDecision) -> None:
+    created = {}
+    if not run.dry_run:
+        keys = [change.key for change in plan.changes if change.action == "create"]
+        created = {
+            str(key): pk
+            for key, pk in Group.objects.filter(domain=run.domain, directory_guid__in=keys).values_list(
+                "directory_guid", "pk"
+            )
+        }
+    events = []
+    for change in plan.changes:
+        action = change.action
+        if action == REMOVE and not decision.allow_removals:
+            action = SyncEvent.Action.WITHHELD
+        events.append(
+            SyncEvent(
+                run=run,
+                object_type=SyncEvent.ObjectType.GROUP,
+                action=action,
+                label=change.label[:320],
+                directory_id=change.key[:64],
+                dn=change.dn,
+                group_id=(change.group_id if action != REMOVE or run.dry_run else None)
+                or created.get(change.key),
+                fields={name: [_jsonable(old), _jsonable(new)] for name, (old, new) in change.fields.items()},
+                reason=decision.reason if action == SyncEvent.Action.WITHHELD else change.reason,
+            )
+        )
+    SyncEvent.objects.bulk_create(events, batch_size=EVENT_BATCH)
 
 
 def _record_events(run: SyncRun, plan: Plan, decision: GuardDecision, applied: Applied | None) -> None:
@@ -225,12 +347,16 @@ def _log_type() -> int:
 
 def run_summary(run: SyncRun) -> dict[str, Any]:
     """The run as the stable JSON of `manage.py directory_sync --json`."""
-    accounts = run.counts.get("accounts", {})
     names = ("created", "updated", "renamed", "removed", "unchanged", "skipped")
+
+    def counters(kind: str) -> dict[str, int]:
+        return {name: int(run.counts.get(kind, {}).get(name, 0)) for name in names}
+
     return {
         "status": run.status,
         "dry_run": run.dry_run,
-        "accounts": {name: int(accounts.get(name, 0)) for name in names},
+        "accounts": counters("accounts"),
+        "groups": counters("groups"),
         "conflicts": run.conflicts,
         "removals_withheld": run.removals_withheld,
         "warnings": list(run.warnings),

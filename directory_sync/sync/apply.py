@@ -9,10 +9,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from directory_sync.sync.config import SyncConfig
+from directory_sync.sync.groups import CREATE as GROUP_CREATE
+from directory_sync.sync.groups import REMOVE as GROUP_REMOVE
+from directory_sync.sync.groups import RENAME as GROUP_RENAME
+from directory_sync.sync.groups import UPDATE as GROUP_UPDATE
+from directory_sync.sync.groups import GroupChange, GroupPlan
 from directory_sync.sync.guard import GuardDecision
 from directory_sync.sync.local import chunked
 from directory_sync.sync.planning import CREATE, REMOVE, RENAME, UPDATE, AccountChange, Plan
-from icewarp_admin.mailserver.models import Account, Address, Domain, Provenance
+from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, Provenance
 from icewarp_admin.mailserver.services.accounts import apply_template
 from icewarp_admin.mailserver.services.mailboxes import create_mailbox, delete_mailbox
 
@@ -26,8 +31,16 @@ class Applied:
     writes: int = 0
 
 
-def apply_plan(*, plan: Plan, decision: GuardDecision, config: SyncConfig, domain: Domain) -> Applied:
-    """Write the plan (removals only when the guard allows them); all or nothing."""
+def apply_plan(
+    *,
+    plan: Plan,
+    decision: GuardDecision,
+    config: SyncConfig,
+    domain: Domain,
+    group_plan: GroupPlan | None = None,
+    group_decision: GuardDecision | None = None,
+) -> Applied:
+    """Write the plan (removals only when the guard allows them), accounts then groups; all or nothing."""
     applied = Applied()
     creates = plan.of(CREATE)
     updates = plan.of(UPDATE) + plan.of(RENAME)
@@ -43,6 +56,9 @@ def apply_plan(*, plan: Plan, decision: GuardDecision, config: SyncConfig, domai
             applied.created_ids = _create(creates, folders, domain, now)
             _stamp_only(plan.stamp_only, now)
             applied.writes = len(creates) + len(updates) + len(removals) + len(plan.stamp_only)
+            if group_plan is not None:
+                allow = group_decision.allow_removals if group_decision is not None else True
+                applied.writes += _apply_groups(group_plan, allow_removals=allow, domain=domain, now=now)
     except BaseException:
         for folder in folders:
             delete_mailbox(relative_path=folder)
@@ -197,3 +213,110 @@ def _stamp_only(rows: list[tuple[int, str, str]], now: Any) -> None:
     Account.objects.bulk_update(
         accounts, ["directory_change_stamp", "directory_dn", "directory_last_seen"], batch_size=BATCH
     )
+
+
+def _apply_groups(plan: GroupPlan, *, allow_removals: bool, domain: Domain, now: Any) -> int:
+    """Groups after accounts (members are resolved to the accounts this run created): removals, renames,
+    creations, then the membership differences."""
+    removals = plan.of(GROUP_REMOVE) if allow_removals else []
+    removed_ids = [change.group_id for change in removals if change.group_id is not None]
+    address_ids = list(Group.objects.filter(pk__in=removed_ids).values_list("address_id", flat=True))
+    Group.objects.filter(pk__in=removed_ids).delete()
+    Address.objects.filter(pk__in=address_ids).delete()
+
+    updates = plan.of(GROUP_UPDATE) + plan.of(GROUP_RENAME)
+    groups = {
+        group.pk: group
+        for group in Group.objects.filter(pk__in=[c.group_id for c in updates]).select_related("address")
+    }
+    renamed_addresses = []
+    for change in updates:
+        group, wanted = groups[change.group_id], change.group  # type: ignore[index]
+        assert wanted is not None
+        if group.address.local_part != wanted.alias:
+            group.address.local_part = wanted.alias
+            renamed_addresses.append(group.address)
+        group.name, group.kind = wanted.name, wanted.kind
+        group.directory_dn, group.directory_change_stamp, group.directory_last_seen = (
+            wanted.dn,
+            wanted.change_stamp,
+            now,
+        )
+    Address.objects.bulk_update(renamed_addresses, ["local_part"], batch_size=BATCH)
+    Group.objects.bulk_update(
+        list(groups.values()),
+        ["name", "kind", "directory_dn", "directory_change_stamp", "directory_last_seen"],
+        batch_size=BATCH,
+    )
+
+    creates = plan.of(GROUP_CREATE)
+    addresses = [
+        Address(domain=domain, local_part=change.group.alias, source=Provenance.DIRECTORY)
+        for change in creates
+        if change.group is not None
+    ]
+    Address.objects.bulk_create(addresses, batch_size=BATCH)
+    new_groups = [
+        Group(
+            domain=domain,
+            address=address,
+            name=change.group.name,
+            kind=change.group.kind,
+            directory_guid=change.key,
+            directory_dn=change.group.dn,
+            directory_change_stamp=change.group.change_stamp,
+            directory_last_seen=now,
+        )
+        for change, address in zip(creates, addresses, strict=True)
+        if change.group is not None
+    ]
+    Group.objects.bulk_create(new_groups, batch_size=BATCH)
+
+    dropped = [member_id for change in updates for member_id in change.remove_member_ids]
+    for batch in chunked(dropped, BATCH):
+        GroupMember.objects.filter(pk__in=batch).delete()
+    _add_members(updates + creates, domain)
+    return len(removals) + len(updates) + len(creates)
+
+
+def _add_members(changes: list[GroupChange], domain: Domain) -> None:
+    """Resolve member references (directory keys) to the ids they have now, after this run's creations."""
+    keys = {ref[1] for change in changes for ref in change.add_members if ref[0] != "remote"}
+    account_ids: dict[str, int] = {}
+    group_ids: dict[str, int] = {}
+    for batch in chunked(keys, BATCH):
+        for key, pk in Account.objects.filter(domain=domain, directory_guid__in=batch).values_list(
+            "directory_guid", "pk"
+        ):
+            account_ids[str(key)] = pk
+        for key, pk in Group.objects.filter(domain=domain, directory_guid__in=batch).values_list(
+            "directory_guid", "pk"
+        ):
+            group_ids[str(key)] = pk
+    own_ids = dict(
+        Group.objects.filter(domain=domain, directory_guid__in=[c.key for c in changes]).values_list(
+            "directory_guid", "pk"
+        )
+    )
+    members = []
+    for change in changes:
+        group_id = own_ids.get(change.key)
+        if group_id is None:
+            continue
+        for kind, value in change.add_members:
+            if kind == "account" and value in account_ids:
+                members.append(
+                    GroupMember(group_id=group_id, account_id=account_ids[value], source=Provenance.DIRECTORY)
+                )
+            elif kind == "group" and value in group_ids and group_ids[value] != group_id:
+                members.append(
+                    GroupMember(
+                        group_id=group_id, member_group_id=group_ids[value], source=Provenance.DIRECTORY
+                    )
+                )
+            elif kind == "remote":
+                members.append(
+                    GroupMember(group_id=group_id, remote_address=value, source=Provenance.DIRECTORY)
+                )
+    # A member an administrator added by hand already: the directory's copy is skipped, the manual one stays.
+    GroupMember.objects.bulk_create(members, batch_size=BATCH, ignore_conflicts=True)

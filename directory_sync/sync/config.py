@@ -57,6 +57,15 @@ class SyncConfig:
     max_delete: int  # 0: no limit
     ignore_search_error: bool
     log_type: int
+    # Groups (section 7).
+    sync_groups: bool = False
+    group_filter: str = ""
+    sync_mailing_lists: bool = False
+    mailing_list_filter: str = ""
+    group_remote_members: bool = False
+    create_ou_groups: bool = False
+    ou_groups_root: str = ""
+    ou_groups_root_name: str = ""
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -74,6 +83,11 @@ class SyncConfig:
         for name in names:
             seen.setdefault(name.lower(), name)
         return list(seen.values())
+
+    def group_attributes(self) -> list[str]:
+        names = ["cn", "mail", "proxyAddresses", "member", "uniqueMember", "memberUid", "displayName",
+                 "description", "objectClass", self.guid_attribute, self.change_stamp_attribute]  # fmt: skip
+        return list({name.lower(): name for name in names}.values())
 
     def fingerprint(self) -> str:
         """A hash of every setting the mapping of an entry depends on: when it changes, unchanged entries
@@ -130,4 +144,19 @@ def build_config(settings: DirectorySettings) -> SyncConfig:
         max_delete=system_variable_value(name="C_System_ADSyncMaxDeleteThreshold"),
         ignore_search_error=bool(system_variable_value(name="C_System_ADSyncIgnoreSearchError")),
         log_type=system_variable_value(name="C_System_ADSyncLogType"),
+        sync_groups=settings.sync_groups,
+        group_filter=normalize_filter(settings.effective_group_filter) if settings.sync_groups else "",
+        sync_mailing_lists=settings.sync_mailing_lists and bool(settings.mailing_list_filter.strip()),
+        mailing_list_filter=normalize_filter(settings.mailing_list_filter)
+        if settings.mailing_list_filter.strip()
+        else "",
+        group_remote_members=settings.group_remote_members,
+        create_ou_groups=settings.create_ou_groups,
+        ou_groups_root=settings.ou_groups_root.strip(),
+        ou_groups_root_name=settings.ou_groups_root_name.strip(),
+        warnings=(
+            ("Mailing lists are switched on but the mailing-list filter is empty: none were synchronized.",)
+            if settings.sync_mailing_lists and not settings.mailing_list_filter.strip()
+            else ()
+        ),
     )

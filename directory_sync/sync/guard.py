@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from directory_sync.sync.config import SyncConfig
-from directory_sync.sync.planning import REMOVE, Plan
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,10 @@ class GuardDecision:
     reason: str = ""
 
 
-def guard(*, plan: Plan, search: SearchOutcome, config: SyncConfig, linked_accounts: int) -> GuardDecision:
+def guard(
+    *, removals: int, search: SearchOutcome, config: SyncConfig, linked: int, kind: str = "accounts"
+) -> GuardDecision:
     """Withhold every removal when the answer is incomplete, suspiciously empty, or removes too many."""
-    removals = len(plan.of(REMOVE))
     if not removals:
         return GuardDecision(allow_removals=True)
     if not search.absence_means_gone:
@@ -38,14 +38,14 @@ def guard(*, plan: Plan, search: SearchOutcome, config: SyncConfig, linked_accou
             f"The directory search failed part-way ({search.problem}); nothing is removed after an "
             "incomplete search (C_System_ADSyncIgnoreSearchError is 0)."
         )
-    elif search.entries_matched == 0 and linked_accounts:
+    elif search.entries_matched == 0 and linked:
         reason = (
-            f"The directory returned no entries at all while {linked_accounts} accounts are synced from it; "
-            "check the DN and the user filter."
+            f"The directory returned no entries at all while {linked} {kind} are synced from it; "
+            "check the DN and the filter."
         )
     elif config.max_delete and removals > config.max_delete:
         reason = (
-            f"This run would remove {removals} accounts, more than C_System_ADSyncMaxDeleteThreshold "
+            f"This run would remove {removals} {kind}, more than C_System_ADSyncMaxDeleteThreshold "
             f"({config.max_delete})."
         )
     else:

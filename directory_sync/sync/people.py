@@ -28,6 +28,7 @@ class DirectoryPerson:
     auth_value: str
     enabled: bool | None  # None: the directory has no say (generic LDAP has no disabled flag)
     vcard: dict[str, str] | None  # None: personal data is not synchronized
+    uid: str = ""  # for posix groups, whose members are uids
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class SkippedEntry:
     guid: str | None
     label: str
     reason: str
+    addresses: tuple[str, ...] = ()  # what the entry offered, for groups that list it as a remote member
     leaves_domain: bool = False  # no address here any more: its account goes; other skips keep the account
 
 
@@ -88,7 +90,14 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
             reason = f"no valid address (found {', '.join(qualified.invalid[:3])})"
         else:
             reason = "it has no e-mail address"
-        return SkippedEntry(dn=entry.dn, guid=guid, label=label, reason=reason, leaves_domain=True)
+        return SkippedEntry(
+            dn=entry.dn,
+            guid=guid,
+            label=label,
+            reason=reason,
+            leaves_domain=True,
+            addresses=tuple(candidate.address.lower() for candidate in candidates),
+        )
 
     raw_username = local_username(
         source=config.username_source,
@@ -131,4 +140,5 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
         if not config.profile.has_disabled_flag
         else not config.profile.is_account_disabled(entry.attributes),
         vcard=render_vcard(config.vcard_map, attributes) if config.vcard_map is not None else None,
+        uid=text(entry, "uid") or text(entry, "sAMAccountName"),
     )
