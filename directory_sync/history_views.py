@@ -104,7 +104,9 @@ def history_csv(request: HtmxHttpRequest) -> HttpResponse | StreamingHttpRespons
     form = HistoryFilterForm(request.GET)
     if not form.is_valid():
         # Exporting everything instead would hand out a file that looks filtered and is not.
-        problems = [f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()]
+        problems = [
+            f"{name}: {' '.join(str(error) for error in errors)}" for name, errors in form.errors.items()
+        ]
         return HttpResponse(
             "The filters are not valid; nothing exported.\n" + "\n".join(problems),
             status=400,

@@ -273,10 +273,34 @@ class SyncRun(models.Model):
     )
     warnings = models.JSONField(default=list, blank=True)
     errors = models.JSONField(default=list, blank=True)
+    # Withheld removals: an administrator approves them (a new run applies them after checking the directory
+    # again) or dismisses them.
+    approves = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="approvals",
+        help_text="The run whose withheld removals this run applies.",
+    )
+    withheld_resolution = models.CharField(
+        max_length=10, blank=True, choices=[("approved", "Approved"), ("dismissed", "Dismissed")]
+    )
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["domain", "-created_at"])]
+        constraints = [
+            # The per-domain lock: at most one queued or running run per domain, kept by the database itself,
+            # so it holds across web servers and workers on any machine and never expires under a live run.
+            models.UniqueConstraint(
+                fields=["domain"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_sync_run_per_domain",
+            )
+        ]
         permissions = [("approve_removals", "Approve or dismiss withheld removals")]
 
     def __str__(self) -> str:

@@ -88,7 +88,7 @@ def run_list(
 
 
 def run_events(*, run: SyncRun, search: str = "", action: str = "") -> QuerySet[SyncEvent]:
-    """A run's events in the order they were recorded; search is case-insensitive over label, DN, reason, id."""
+    """A run's events as recorded; the search is case-insensitive over label, DN, reason and directory id."""
     events = SyncEvent.objects.filter(run=run).select_related(
         "account__domain", "group__domain", "group__address"
     )

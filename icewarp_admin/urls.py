@@ -8,4 +8,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("icewarp_admin.mailserver.urls")),
     path("", include("directory_sync.urls")),
+    path("", include("directory_sync.history_urls")),
 ]

@@ -4,5 +4,6 @@ from django.urls import include, path
 
 from icewarp_admin.urls import urlpatterns as console_patterns
 
+history = [path("", include("directory_sync.history_urls"))]
 included = any(getattr(pattern, "namespace", None) == "sync_history" for pattern in console_patterns)
-urlpatterns = [*console_patterns] if included else [*console_patterns, path("", include("directory_sync.history_urls"))]
+urlpatterns = [*console_patterns] if included else [*console_patterns, *history]

@@ -213,7 +213,7 @@ def test_the_seeds_ou_group_examples(
     current = next(g for g in Group.objects.all() if not g.parent_memberships.exists())
     while True:
         chain.append(current.name)
-        children = [m.member_group for m in current.memberships.filter(member_group__isnull=False)]
+        children = [m.member_group for m in current.memberships.all() if m.member_group is not None]
         if not children:
             break
         assert len(children) == 1
@@ -221,7 +221,7 @@ def test_the_seeds_ou_group_examples(
     assert chain == expected
     assert Group.objects.count() == len(expected)
     leaf = Group.objects.get(name="Client")
-    assert [m.account.username for m in leaf.memberships.filter(account__isnull=False)] == ["lukas"]
+    assert [m.account.username for m in leaf.memberships.all() if m.account is not None] == ["lukas"]
     for group in Group.objects.all():
         assert group.alias.startswith("ou=") and group.alias.isascii()
     aliases = sorted(Group.objects.values_list("address__local_part", flat=True))
@@ -248,7 +248,7 @@ def test_moving_a_user_moves_its_ou_membership_and_empty_units_go(
     assert names == ["Podpora", directory.base_dn.split(",")[0][3:]]
     assert group_counts(run)["removed"] == 1 and group_counts(run)["created"] == 1
     podpora = Group.objects.get(name="Podpora")
-    assert [m.account.username for m in podpora.memberships.filter(account__isnull=False)] == ["lea"]
+    assert [m.account.username for m in podpora.memberships.all() if m.account is not None] == ["lea"]
     assert Account.objects.get(username="lea").directory_dn.startswith("uid=lea,ou=Podpora")
 
 

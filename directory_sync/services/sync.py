@@ -19,11 +19,12 @@ from directory_sync.ldap.filters import FilterError
 from directory_sync.models import SyncEvent, SyncRun, SyncState
 from directory_sync.rules.vcard import VCardMapError
 from directory_sync.secrets import SecretUnreadable
+from directory_sync.services.runs import Heartbeat
 from directory_sync.services.settings import settings_for
 from directory_sync.sync.apply import Applied, apply_plan
 from directory_sync.sync.config import SyncConfig, build_config
 from directory_sync.sync.groups import GroupPlan, ou_groups, plan_groups, resolver_for
-from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard
+from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard, with_approval
 from directory_sync.sync.load import GroupSnapshot, Snapshot, load_groups, load_people
 from directory_sync.sync.planning import CONFLICT, REMOVE, Plan, plan_accounts
 from icewarp_admin.mailserver.models import Account, Domain, Group
@@ -57,7 +58,8 @@ def execute_run(*, run_id: int) -> SyncRun:
         run.save(update_fields=["status", "started_at", "heartbeat_at", "phase"])
     started = time.monotonic()
     try:
-        outcome = _synchronize(run)
+        with Heartbeat(run.pk):
+            outcome = _synchronize(run)
     except (DirectoryError, RunRefused, SecretUnreadable) as error:
         _finish(run, status=SyncRun.Status.FAILED, errors=[str(error)])
     except Exception:
@@ -117,6 +119,14 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
     warnings += plan.warnings
     linked = Account.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
     decision = guard(removals=len(plan.of(REMOVE)), search=snapshot.search, config=config, linked=linked)
+    approved = _approved_keys(run)
+    if approved is not None:
+        decision = with_approval(
+            decision,
+            planned=[change.key for change in plan.of(REMOVE)],
+            approved=approved,
+            search=snapshot.search,
+        )
     if decision.withheld:
         warnings.append(f"{decision.withheld} account removals withheld: {decision.reason}")
     group_plan, group_decision = _plan_groups(run, config, snapshot, groups_snapshot, plan, decision)
@@ -140,15 +150,13 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         state.save(update_fields=["config_fingerprint", "last_success_at", "last_read_started_at"])
     _record_events(run, plan, decision, applied)
     counts = plan.counts()
-    if not decision.allow_removals:
-        counts["removed"] = 0
+    counts["removed"] = sum(decision.allows(change.key) for change in plan.of(REMOVE))
     all_counts = {"accounts": counts}
     conflicts, withheld, reasons = len(plan.of(CONFLICT)), decision.withheld, [decision.reason]
     if group_plan is not None and group_decision is not None:
         _record_group_events(run, group_plan, group_decision)
         group_counts = group_plan.counts()
-        if not group_decision.allow_removals:
-            group_counts["removed"] = 0
+        group_counts["removed"] = sum(group_decision.allows(change.key) for change in group_plan.of(REMOVE))
         all_counts["groups"] = group_counts
         conflicts += len(group_plan.of(CONFLICT))
         withheld += group_decision.withheld
@@ -198,7 +206,7 @@ def _plan_groups(
         local_account_dns=local_dns,
     )
     labels = {person.key: f"{person.local_parts[0]}@{config.domain_name}" for person in people.people}
-    removing = [change.key for change in plan.of(REMOVE)] if decision.allow_removals else []
+    removing = [change.key for change in plan.of(REMOVE) if decision.allows(change.key)]
     taken = {
         local
         for change in plan.changes
@@ -228,7 +236,22 @@ def _plan_groups(
     group_decision = guard(
         removals=len(group_plan.of(REMOVE)), search=search, config=config, linked=linked_groups, kind="groups"
     )
+    approved = _approved_keys(run)
+    if approved is not None:
+        planned = [change.key for change in group_plan.of(REMOVE)]
+        group_decision = with_approval(group_decision, planned=planned, approved=approved, search=search)
     return group_plan, group_decision
+
+
+def _approved_keys(run: SyncRun) -> set[str] | None:
+    """For an approval run: the directory ids whose removal the approved run withheld."""
+    if run.approves_id is None:
+        return None
+    return set(
+        SyncEvent.objects.filter(run_id=run.approves_id, action=SyncEvent.Action.WITHHELD).values_list(
+            "directory_id", flat=True
+        )
+    )
 
 
 def _record_group_events(run: SyncRun, plan: GroupPlan, decision: GuardDecision) -> None:
@@ -244,7 +267,7 @@ def _record_group_events(run: SyncRun, plan: GroupPlan, decision: GuardDecision)
     events = []
     for change in plan.changes:
         action = change.action
-        if action == REMOVE and not decision.allow_removals:
+        if action == REMOVE and not decision.allows(change.key):
             action = SyncEvent.Action.WITHHELD
         events.append(
             SyncEvent(
@@ -269,7 +292,7 @@ def _record_events(run: SyncRun, plan: Plan, decision: GuardDecision, applied: A
     events = []
     for change in plan.changes:
         action = change.action
-        if action == REMOVE and not decision.allow_removals:
+        if action == REMOVE and not decision.allows(change.key):
             action = SyncEvent.Action.WITHHELD
         account_id = change.account_id if action != REMOVE or run.dry_run else None
         events.append(

@@ -44,7 +44,7 @@ def apply_plan(
     applied = Applied()
     creates = plan.of(CREATE)
     updates = plan.of(UPDATE) + plan.of(RENAME)
-    removals = plan.of(REMOVE) if decision.allow_removals else []
+    removals = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
     # Folders are made before the transaction (a failure rolls the rows back and removes these again).
     folders = [create_mailbox(domain_name=domain.name, username=change.person.username) for change in creates
                if change.person is not None]  # fmt: skip
@@ -57,8 +57,12 @@ def apply_plan(
             _stamp_only(plan.stamp_only, now)
             applied.writes = len(creates) + len(updates) + len(removals) + len(plan.stamp_only)
             if group_plan is not None:
-                allow = group_decision.allow_removals if group_decision is not None else True
-                applied.writes += _apply_groups(group_plan, allow_removals=allow, domain=domain, now=now)
+                applied.writes += _apply_groups(
+                    group_plan,
+                    decision=group_decision or GuardDecision(allow_removals=True),
+                    domain=domain,
+                    now=now,
+                )
     except BaseException:
         for folder in folders:
             delete_mailbox(relative_path=folder)
@@ -215,10 +219,10 @@ def _stamp_only(rows: list[tuple[int, str, str]], now: Any) -> None:
     )
 
 
-def _apply_groups(plan: GroupPlan, *, allow_removals: bool, domain: Domain, now: Any) -> int:
+def _apply_groups(plan: GroupPlan, *, decision: GuardDecision, domain: Domain, now: Any) -> int:
     """Groups after accounts (members are resolved to the accounts this run created): removals, renames,
     creations, then the membership differences."""
-    removals = plan.of(GROUP_REMOVE) if allow_removals else []
+    removals = [change for change in plan.of(GROUP_REMOVE) if decision.allows(change.key)]
     removed_ids = [change.group_id for change in removals if change.group_id is not None]
     address_ids = list(Group.objects.filter(pk__in=removed_ids).values_list("address_id", flat=True))
     Group.objects.filter(pk__in=removed_ids).delete()

@@ -23,6 +23,27 @@ class GuardDecision:
     allow_removals: bool
     withheld: int = 0
     reason: str = ""
+    only_keys: frozenset[str] | None = None  # an approval: just these removals may go
+
+    def allows(self, key: str) -> bool:
+        return self.allow_removals and (self.only_keys is None or key in self.only_keys)
+
+
+def with_approval(
+    decision: GuardDecision, *, planned: list[str], approved: set[str], search: SearchOutcome
+) -> GuardDecision:
+    """Removals an earlier run withheld and an administrator approved: those still planned now may go.
+
+    Only when this run's own search was complete: an approval is checked against the directory again.
+    """
+    if not search.complete or not search.absence_means_gone:
+        return decision
+    allowed = frozenset(key for key in planned if key in approved)
+    rest = [key for key in planned if key not in allowed]
+    if not decision.allow_removals:
+        reason = decision.reason if rest else ""
+        return GuardDecision(allow_removals=True, withheld=len(rest), reason=reason, only_keys=allowed)
+    return decision
 
 
 def guard(

@@ -357,7 +357,7 @@ def _update(person: DirectoryPerson, current: LocalAccount, config: SyncConfig) 
         fields["directory_dn"] = (current.dn, person.dn)
     renamed = "username" in fields or current.primary != person.local_parts[0]
     # A local edit clears the stored stamp (forget_directory_stamp): that is how it shows here.
-    locally_edited = current.change_stamp in {"", person.change_stamp}
+    locally_edited = current.change_stamp == "" and person.change_stamp != ""
     reason = "changed here: put back" if locally_edited else "changed in the directory"
     return AccountChange(
         action=RENAME if renamed else UPDATE,

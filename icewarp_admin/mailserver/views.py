@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from directory_sync import selectors as sync_selectors
 from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver import selectors
 from icewarp_admin.mailserver.forms import (
@@ -216,6 +217,9 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
         "memberships": list(account.group_memberships.all()),
         "mailbox_folder": mailbox_absolute_path(account.mailbox_path) if account.mailbox_path else None,
         "mailbox_present": bool(account.mailbox_path) and mailbox_exists(account.mailbox_path),
+        "sync_events": sync_selectors.object_events(account=account)
+        if request.user.has_perm("directory_sync.view_syncevent")
+        else [],
         **forms,
     }
     if request.htmx and section:
@@ -382,6 +386,9 @@ def group_detail(request: HtmxHttpRequest, name: str, alias: str) -> HttpRespons
         "member_form": member_form,
         "memberships": list(group.memberships.all()),
         "parents": list(group.parent_memberships.all()),
+        "sync_events": sync_selectors.object_events(group=group)
+        if request.user.has_perm("directory_sync.view_syncevent")
+        else [],
     }
     return render(request, "mailserver/group_detail.html", context)
 
