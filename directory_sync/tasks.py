@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from directory_sync.services.checks import perform_connection_check
+from directory_sync.services.runs import schedule_tick
 from directory_sync.services.sync import execute_run
 
 
@@ -16,5 +17,11 @@ def check_connection(check_id: int) -> None:
 
 @shared_task(name="directory_sync.synchronize", soft_time_limit=3600, time_limit=3900, acks_late=True)
 def synchronize(run_id: int) -> None:
-    """Run one queued synchronization (or dry run)."""
+    """Run one queued synchronization (or dry run); a second delivery of the same id does nothing."""
     execute_run(run_id=run_id)
+
+
+@shared_task(name="directory_sync.schedule_tick", soft_time_limit=50, time_limit=55, ignore_result=True)
+def tick() -> None:
+    """Celery beat's tick: queue the syncs that are due and fail abandoned runs."""
+    schedule_tick()

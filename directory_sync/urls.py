@@ -18,4 +18,7 @@ urlpatterns = [
         name="keytab_delete",
     ),
     path("domains/<str:name>/directory/history/", views.settings_history, name="settings_history"),
+    path("domains/<str:name>/directory/sync/", views.synchronize_now, name="synchronize_now"),
+    path("domains/<str:name>/directory/runs/<int:run_id>/", views.run_status, name="run_status"),
+    path("sync/runs/<int:run_id>/withheld/", views.resolve_withheld_removals, name="resolve_withheld"),
 ]

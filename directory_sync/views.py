@@ -14,10 +14,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from directory_sync.forms import SECTIONS, DirectorySettingsForm, KeytabUploadForm, ServerForm
-from directory_sync.models import ConnectionCheck, DirectorySettings, Keytab, SettingsChange
+from directory_sync.models import ConnectionCheck, DirectorySettings, Keytab, SettingsChange, SyncRun
 from directory_sync.servers import profile_for
 from directory_sync.services.checks import queue_connection_check
 from directory_sync.services.keytabs import delete_keytab, store_keytab
+from directory_sync.services.runs import request_run, resolve_withheld
 from directory_sync.services.settings import save_directory_settings, settings_for
 from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver.models import Domain
@@ -35,6 +36,8 @@ def tab_context(request: HtmxHttpRequest, domain: Domain, **forms: Any) -> dict[
     settings = settings_for(domain)
     can_view = request.user.has_perm("directory_sync.view_directorysettings")
     context: dict[str, Any] = {"domain": domain, "tab": "directory", "settings": settings}
+    if request.user.has_perm("directory_sync.view_syncrun"):
+        context["run"] = SyncRun.objects.filter(domain=domain).exclude(status=SyncRun.Status.SKIPPED).first()
     if can_view:
         for name, form_class in SECTIONS.items():
             context[f"{name}_form"] = forms.get(name) or form_class(instance=settings)
@@ -138,6 +141,62 @@ def test_connection(request: HtmxHttpRequest, name: str) -> HttpResponse:
         )
     messages.info(request, "Test connection queued; this page shows the result when it is done.")
     return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + "#connection-check")
+
+
+@login_required
+@require_POST
+def synchronize_now(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Synchronize Now (or Dry run): queue a run, or show the one already going on; returns at once."""
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.run_sync")
+    dry_run = request.POST.get("dry_run") == "1"
+    trigger = SyncRun.Trigger.MANUAL
+    run, joined = request_run(
+        domain=domain, trigger=trigger, requested_by=request.user.get_username(), dry_run=dry_run
+    )
+    if joined:
+        messages.info(
+            request,
+            f"A run of {domain.name} is already {run.status}: showing it instead of starting another.",
+        )
+    if request.htmx:
+        return render(request, "directory_sync/directory_tab.html#sync-run", {"domain": domain, "run": run})
+    return redirect("sync_history:run", run_id=run.pk)
+
+
+@login_required
+@require_GET
+def run_status(request: HtmxHttpRequest, name: str, run_id: int) -> HttpResponse:
+    """The tab's progress box of one run; polling stops (286) once the run is over."""
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.view_syncrun")
+    run = get_object_or_404(SyncRun, pk=run_id, domain=domain)
+    response = render(request, "directory_sync/directory_tab.html#sync-run", {"domain": domain, "run": run})
+    if request.htmx and run.is_finished:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
+@login_required
+@require_POST
+def resolve_withheld_removals(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    """Approve (a new run applies them after checking the directory again) or dismiss withheld removals."""
+    require_any(request, "directory_sync.approve_removals")
+    run = get_object_or_404(SyncRun, pk=run_id)
+    decision = request.POST.get("decision", "")
+    if decision not in {"approve", "dismiss"}:
+        return HttpResponse("Choose approve or dismiss.", status=400)
+    approval = resolve_withheld(run=run, approve=decision == "approve", by=request.user.get_username())
+    if decision == "approve" and approval is not None:
+        messages.success(
+            request, f"Approved: run #{approval.pk} applies them after checking the directory again."
+        )
+        return redirect("sync_history:run", run_id=approval.pk)
+    if decision == "dismiss" and run.removals_withheld:
+        messages.info(request, "Dismissed: these removals will not be applied.")
+    else:
+        messages.warning(request, "These removals were already approved or dismissed.")
+    return redirect("sync_history:run", run_id=run.pk)
 
 
 @login_required

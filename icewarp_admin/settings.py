@@ -126,6 +126,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Exactly one beat process runs this (see the README): every tick starts the syncs that are due; the interval
+# itself is IceWarp's C_Accounts_Global_ActiveDirectorySyncInterval, read at each tick.
+SYNC_TICK_SECONDS = env.float("SYNC_TICK_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE = {
+    "directory-sync-tick": {"task": "directory_sync.schedule_tick", "schedule": SYNC_TICK_SECONDS},
+}
+# A running sync beats every SYNC_HEARTBEAT_SECONDS; silent that long, it has lost its worker.
+SYNC_HEARTBEAT_SECONDS = env.float("SYNC_HEARTBEAT_SECONDS", default=15.0)
+SYNC_ABANDONED_AFTER_SECONDS = env.int("SYNC_ABANDONED_AFTER_SECONDS", default=120)
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -44,6 +44,21 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
+def switch_broker(url: str) -> str:
+    """Publish this process's tasks to another broker; returns the previous URL.
+
+    Celery keeps a connection pool and a producer pool per app: both are dropped so the next publish
+    connects to the new broker instead of the one already in the pool.
+    """
+    from icewarp_admin.celery import app
+
+    previous = str(app.conf.broker_url)
+    app.conf.update(broker_url=url)
+    app._pool = None  # type: ignore[attr-defined]
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]
+    return previous
+
+
 def database_url(database: dict[str, Any]) -> str:
     """The URL of the test database as this process uses it, for a worker in another process."""
     if database["ENGINE"] == "django.db.backends.sqlite3":
@@ -63,8 +78,6 @@ def celery_worker(
 ) -> Iterator[Worker]:
     """A real Celery worker (prefork, in its own process) on the test database and a private Redis."""
     from django.db import connection
-
-    from icewarp_admin.celery import app
 
     folder = Path(tmp_path_factory.mktemp("worker"))
     env = {
@@ -95,10 +108,9 @@ def celery_worker(
             process.kill()
             raise RuntimeError(f"The Celery worker did not start:\n{worker.output()[-3000:]}")
         time.sleep(0.1)
-    previous = app.conf.broker_url
-    app.conf.update(broker_url=redis_server.url)
+    previous = switch_broker(redis_server.url)
     yield worker
-    app.conf.update(broker_url=previous)
+    switch_broker(previous)
     process.terminate()
     try:
         process.wait(timeout=15)

@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from types import TracebackType
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -18,9 +19,7 @@ from icewarp_admin.mailserver.selectors import system_variable_value
 logger = logging.getLogger("directory_sync.sync")
 
 ACTIVE = (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)
-HEARTBEAT_SECONDS = 15.0
-# A running run without a heartbeat for this long lost its worker; a queued one this old lost its message.
-ABANDONED_AFTER = timedelta(minutes=2)
+# A queued run this old lost its task message (a broker restarted without persistence, say).
 NEVER_PICKED_UP_AFTER = timedelta(minutes=60)
 
 
@@ -65,9 +64,10 @@ def schedule_tick() -> list[SyncRun]:
     interval = timedelta(minutes=system_variable_value(name="C_Accounts_Global_ActiveDirectorySyncInterval"))
     now = timezone.now()
     started = []
-    for settings in DirectorySettings.objects.filter(active=True).select_related("domain"):
+    for domain_settings in DirectorySettings.objects.filter(active=True).select_related("domain"):
+        domain = domain_settings.domain
         last = (
-            SyncRun.objects.filter(domain=settings.domain, trigger=SyncRun.Trigger.SCHEDULE)
+            SyncRun.objects.filter(domain=domain, trigger=SyncRun.Trigger.SCHEDULE)
             .order_by("-created_at")
             .values_list("created_at", flat=True)
             .first()
@@ -75,11 +75,9 @@ def schedule_tick() -> list[SyncRun]:
         # A few seconds of slack: ticks do not land on the exact second.
         if last is not None and last > now - interval + timedelta(seconds=5):
             continue
-        run, joined = request_run(
-            domain=settings.domain, trigger=SyncRun.Trigger.SCHEDULE, requested_by="schedule"
-        )
+        run, joined = request_run(domain=domain, trigger=SyncRun.Trigger.SCHEDULE, requested_by="schedule")
         if joined:
-            run = record_skipped(domain=settings.domain, busy=run)
+            run = record_skipped(domain=domain, busy=run)
         started.append(run)
     return started
 
@@ -104,7 +102,8 @@ def reap_abandoned() -> int:
     """Fail runs whose worker died (no heartbeat) or whose task never arrived, freeing their domain."""
     now = timezone.now()
     reaped = 0
-    for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=now - ABANDONED_AFTER):
+    silent_since = now - timedelta(seconds=settings.SYNC_ABANDONED_AFTER_SECONDS)
+    for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=silent_since):
         reaped += _fail_stale(
             run, f"The worker running it stopped (no sign of life since {run.heartbeat_at:%H:%M:%S} UTC)."
         )
@@ -133,8 +132,8 @@ class Heartbeat:
     a live run is never taken for abandoned; when the process dies, the beats stop and the reaper steps in.
     """
 
-    def __init__(self, run_id: int, *, every: float = HEARTBEAT_SECONDS) -> None:
-        self.run_id, self.every = run_id, every
+    def __init__(self, run_id: int, *, every: float | None = None) -> None:
+        self.run_id, self.every = run_id, every or settings.SYNC_HEARTBEAT_SECONDS
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"sync-heartbeat-{run_id}", daemon=True)
 
