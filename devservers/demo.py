@@ -58,15 +58,36 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from directory_sync.models import DirectorySettings
+from directory_sync.services.settings import save_directory_settings
 from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.services.domains import create_domain
 
 User = get_user_model()
-result = {"domain_created": False, "users_created": [], "passwords_reset": []}
+result = {"domain_created": False, "users_created": [], "passwords_reset": [], "directory_configured": False}
 with transaction.atomic():
     if not Domain.objects.filter(name=PARAMS["domain"]).exists():
         create_domain(name=PARAMS["domain"], description=PARAMS["description"])
         result["domain_created"] = True
+    domain = Domain.objects.get(name=PARAMS["domain"])
+    directory = PARAMS["directory"]
+    if not DirectorySettings.objects.filter(domain=domain).exists():
+        save_directory_settings(
+            domain=domain,
+            values=directory["settings"],
+            new_password=directory["password"],
+            changed_by="make demo",
+            source="make demo",
+        )
+        result["directory_configured"] = True
+    elif DirectorySettings.objects.get(domain=domain).host != directory["settings"]["host"]:
+        # The demo directory came back on other ports: follow it.
+        save_directory_settings(
+            domain=domain,
+            values={"host": directory["settings"]["host"]},
+            changed_by="make demo",
+            source="make demo",
+        )
     for username, role_name in PARAMS["users"].items():
         try:
             role = Group.objects.get(name=role_name)
@@ -230,9 +251,26 @@ def ensure_password(paths: Paths) -> tuple[str, bool]:
     return password, True
 
 
-def setup_database(env: dict[str, str], password: str, reset_passwords: bool) -> dict[str, Any]:
-    """Create the demo domain and the three role users (if missing); return what was created."""
+def setup_database(
+    env: dict[str, str], password: str, reset_passwords: bool, slapd: SlapdInstance
+) -> dict[str, Any]:
+    """Create the demo domain (synced from the demo directory) and the three role users, when missing."""
     params = {
+        "directory": {
+            "settings": {
+                "active": True,
+                "host": slapd.ldap_url,
+                "bind_user": slapd.reader_dn,
+                "base_dn": BASE_DN,
+                "server_type": "generic",
+                "login_source": "dn",
+                "group_filter": "(|(objectClass=groupOfNames)(objectClass=posixGroup))",
+                "create_ou_groups": True,
+                "ou_groups_root": f"ou=People,{BASE_DN}",
+                "ou_groups_root_name": "Company",
+            },
+            "password": slapd.reader_password,
+        },
         "domain": MAIL_DOMAIN,
         "description": DOMAIN_DESCRIPTION,
         "users": DEMO_USERS,
@@ -545,13 +583,17 @@ def up(paths: Paths, host: str, requested_port: int | None) -> int:
         say("collecting static files")
         manage("manage.py collectstatic", env, "collectstatic", "--noinput")
         password, new_password = ensure_password(paths)
-        result = setup_database(env, password, reset_passwords=new_password)
+        result = setup_database(env, password, reset_passwords=new_password, slapd=slapd)
         if result["domain_created"]:
             say(f"created the domain {MAIL_DOMAIN}")
         if result["users_created"]:
             say(f"created the users {', '.join(result['users_created'])}")
         if result["passwords_reset"]:
             say(f"set a new password for {', '.join(result['passwords_reset'])} ({paths.password} was new)")
+        if result["directory_configured"]:
+            say(f"pointed {MAIL_DOMAIN}'s Directory Service at the demo directory")
+        say("synchronizing the demo directory")
+        manage("the first synchronization", env, "directory_sync", MAIL_DOMAIN)
 
         say(f"starting gunicorn on {url_host(host)}:{port}, the Celery worker and beat")
         celery = executable("celery")
