@@ -55,7 +55,7 @@ def test_test_connection_is_queued_polled_and_leaks_no_password(
     done = poll.content.decode()
     assert "Succeeded" in done and "Bind" in done and "entryUUID" in done
     check.refresh_from_db()
-    assert check.status == "succeeded" and check.result["ok"]
+    assert check.status == "succeeded" and check.result is not None and check.result["ok"]
 
     assert published and all(str(check.pk) in message for message in published)
     for text in (*published, done, str(check.result), celery_worker.output()):

@@ -101,7 +101,8 @@ def test_demo_up_serves_the_console_and_down_stops_everything(tmp_path: Path) ->
             assert response.status_code == 200, page
         # make demo synchronized the demo directory: its people are accounts, its groups and OUs are groups
         accounts = admin.get(f"{base}domains/example.com/accounts/", timeout=10).text
-        assert re.search(r"(\d+) accounts", accounts) and int(re.search(r"(\d+) accounts", accounts)[1]) >= 35
+        count = re.search(r"(\d+) accounts", accounts)
+        assert count is not None and int(count[1]) >= 35
         groups = admin.get(f"{base}domains/example.com/groups/", timeout=10).text
         assert "engineering@example.com" in groups and "Company" in groups
         assert admin.get(f"{base}system/settings/", timeout=10).status_code == 200
