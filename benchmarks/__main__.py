@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ["accounts_list"]
+BENCHMARKS = ["accounts_list", "sync"]
 
 
 def main() -> None:

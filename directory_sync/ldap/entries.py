@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -76,12 +77,16 @@ class Entry:
     dn: str
     attributes: dict[str, list[Value]] = field(default_factory=dict)
 
+    @functools.cached_property
+    def _by_lower_name(self) -> dict[str, list[Value]]:
+        # The sync asks each entry for a dozen attributes: index the names once instead of scanning each time.
+        return {key.lower(): values for key, values in self.attributes.items()}
+
     def get(self, name: str) -> list[Value]:
         """All values of an attribute (case-insensitive; options such as ;binary are matched too)."""
-        wanted = name.lower()
-        for key, values in self.attributes.items():
-            if key.lower() == wanted:
-                return list(values)
+        exact = self._by_lower_name.get(name.lower())
+        if exact is not None:
+            return list(exact)
         base = _base_name(name)
         found: list[Value] = []
         for key, values in self.attributes.items():

@@ -26,6 +26,8 @@ from directory_sync.sync.config import SyncConfig, build_config
 from directory_sync.sync.groups import GroupPlan, ou_groups, plan_groups, resolver_for
 from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard, with_approval
 from directory_sync.sync.load import GroupSnapshot, Snapshot, load_groups, load_people
+from directory_sync.sync.local import linked_stamps
+from directory_sync.sync.people import PersonRef, Triage, triage
 from directory_sync.sync.planning import CONFLICT, REMOVE, Plan, plan_accounts
 from icewarp_admin.mailserver.models import Account, Domain, Group
 
@@ -99,22 +101,31 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         groups_snapshot = (
             load_groups(session, config) if config.sync_groups or config.sync_mailing_lists else None
         )
-    if snapshot.without_guid:
-        full_scan = True
-        warnings.append(
-            f"{snapshot.without_guid} entries have no readable {config.guid_attribute}: their e-mail address "
-            "is their key and every entry is reprocessed on every run."
-        )
     if not snapshot.search.complete:
         warnings.append(f"The search did not finish: {snapshot.search.problem}")
 
     _progress(run, phase="planning")
+    stamps = {key: linked.change_stamp for key, linked in linked_stamps(run.domain_id).items()}
+    triaged = triage(
+        snapshot.entries, config, stamps, full_scan=full_scan, last_read=state.last_read_started_at
+    )
+    if triaged.without_guid:
+        full_scan = True  # entries without an id are mapped and compared on every run
+        warnings.append(
+            f"{triaged.without_guid} entries have no readable {config.guid_attribute}: their e-mail address "
+            "is their key and every entry is reprocessed on every run."
+        )
+    if triaged.missing_stamp and not config.allow_missing_change_stamp:
+        warnings.append(
+            f"{triaged.missing_stamp} entries have no {config.change_stamp_attribute}: "
+            "they are compared in full on every run."
+        )
     plan = plan_accounts(
-        people=snapshot.people,
-        skipped=snapshot.skipped,
+        people=triaged.people,
+        skipped=triaged.skipped,
         config=config,
         full_scan=full_scan,
-        last_read=state.last_read_started_at,
+        unchanged=triaged.unchanged,
     )
     warnings += plan.warnings
     linked = Account.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
@@ -129,7 +140,7 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         )
     if decision.withheld:
         warnings.append(f"{decision.withheld} account removals withheld: {decision.reason}")
-    group_plan, group_decision = _plan_groups(run, config, snapshot, groups_snapshot, plan, decision)
+    group_plan, group_decision = _plan_groups(run, config, snapshot, triaged, groups_snapshot, plan, decision)
     if group_plan is not None:
         warnings += group_plan.warnings
         if group_decision is not None and group_decision.withheld:
@@ -168,7 +179,7 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         "withheld_reason": " ".join(reason for reason in reasons if reason),
         "full_scan": full_scan,
         "warnings": warnings,
-        "entries_total": snapshot.entries_read,
+        "entries_total": len(snapshot.entries),
         "actions_applied": applied.writes if applied else 0,
     }
 
@@ -176,7 +187,8 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
 def _plan_groups(
     run: SyncRun,
     config: SyncConfig,
-    people: Snapshot,
+    snapshot: Snapshot,
+    people: Triage,
     groups: GroupSnapshot | None,
     plan: Plan,
     decision: GuardDecision,
@@ -188,9 +200,10 @@ def _plan_groups(
             return None, None
         groups = GroupSnapshot()  # no group search: synced groups from it go (guarded like any removal)
     derived = []
-    people_complete = people.search.complete
+    people_complete = snapshot.search.complete
+    everyone: list[PersonRef] = [*people.people, *people.unchanged]
     if config.create_ou_groups and people_complete:
-        derived = ou_groups(people.people, config)
+        derived = ou_groups(everyone, config)
     all_groups = [*groups.groups, *derived]
     local_dns = {
         dn: str(key)
@@ -199,7 +212,7 @@ def _plan_groups(
         )
     }
     resolver = resolver_for(
-        people=people.people,
+        people=everyone,
         skipped=people.skipped,
         groups=all_groups,
         config=config,

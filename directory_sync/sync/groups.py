@@ -20,7 +20,8 @@ from directory_sync.ldap.filters import DnError, dn_rdns
 from directory_sync.ldap.search import normalize_dn
 from directory_sync.rules.addresses import candidate_addresses, qualifying_local_parts
 from directory_sync.sync.config import SyncConfig
-from directory_sync.sync.people import DirectoryPerson, SkippedEntry, text, texts
+from directory_sync.sync.local import primary_addresses
+from directory_sync.sync.people import PersonRef, SkippedEntry, text, texts
 from icewarp_admin.mailserver.models import Account, Address, Group, GroupMember, Provenance
 from icewarp_admin.mailserver.validators import normalize_local_part
 
@@ -117,7 +118,7 @@ def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup 
     )
 
 
-def ou_groups(people: Sequence[DirectoryPerson], config: SyncConfig) -> list[DirectoryGroup]:
+def ou_groups(people: Sequence[PersonRef], config: SyncConfig) -> list[DirectoryGroup]:
     """The OU groups of section 7: the user in its nearest OU's group, each OU group in its parent's."""
     root_dn = normalize_dn(config.ou_groups_root) if config.ou_groups_root else ""
     root_key = OU_KEY_PREFIX + (root_dn or "root")
@@ -217,7 +218,7 @@ class MemberResolver:
 
 def resolver_for(
     *,
-    people: Sequence[DirectoryPerson],
+    people: Sequence[PersonRef],
     skipped: Sequence[SkippedEntry],
     groups: Sequence[DirectoryGroup],
     config: SyncConfig,
@@ -282,6 +283,10 @@ def plan_groups(
     labels = {**labels, **{group.key: f"{group.alias}@{config.domain_name}" for group in groups}}
 
     def describe(refs: Iterable[MemberRef]) -> list[str]:
+        refs = list(refs)
+        unknown = {value for kind, value in refs if kind == "account" and value not in labels}
+        if unknown:  # members whose entry did not change this run: their address comes from the database
+            labels.update(primary_addresses(config.domain_id, config.domain_name, unknown))
         return sorted(
             value if kind == "remote" else labels.get(value, f"{kind} {value}") for kind, value in refs
         )

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from directory_sync.ldap import DirectoryError, DirectorySession
+from directory_sync.ldap.entries import Entry
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.groups import DirectoryGroup, map_group
 from directory_sync.sync.guard import SearchOutcome
-from directory_sync.sync.people import DirectoryPerson, SkippedEntry, map_entry
+from directory_sync.sync.people import SkippedEntry
 from icewarp_admin.mailserver.models import Group
 
 # A search that ends with one of these still returned trustworthy entries; anything else fails the run.
@@ -18,17 +19,14 @@ PARTIAL_KINDS = {"search", "size_limit", "referral"}
 
 @dataclass
 class Snapshot:
-    people: list[DirectoryPerson] = field(default_factory=list)
-    skipped: list[SkippedEntry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     search: SearchOutcome = field(default_factory=lambda: SearchOutcome(complete=True))
-    entries_read: int = 0
-    without_guid: int = 0
 
 
 def load_people(
     session: DirectorySession, config: SyncConfig, *, on_progress: Callable[[int], None] | None = None
 ) -> Snapshot:
-    """Every entry under the DN that matches the user filter, mapped to a person or a skip.
+    """Every entry under the DN that matches the user filter, as the directory returned it.
 
     A lost connection or a timeout raises (the run fails and nothing is applied); a search the server ended
     early (size limit, an error result, a referral) returns what it read, marked incomplete.
@@ -43,15 +41,9 @@ def load_people(
             page_size=config.page_size,
             binary_attributes=binary,
         ):
-            snapshot.entries_read += 1
-            mapped = map_entry(entry, config)
-            if isinstance(mapped, DirectoryPerson):
-                snapshot.people.append(mapped)
-                snapshot.without_guid += mapped.guid is None
-            else:
-                snapshot.skipped.append(mapped)
-            if on_progress is not None and snapshot.entries_read % 250 == 0:
-                on_progress(snapshot.entries_read)
+            snapshot.entries.append(entry)
+            if on_progress is not None and len(snapshot.entries) % 250 == 0:
+                on_progress(len(snapshot.entries))
     except DirectoryError as error:
         if error.kind not in PARTIAL_KINDS:
             raise
@@ -59,12 +51,12 @@ def load_people(
             complete=False,
             problem=error.message,
             absence_means_gone=error.kind != "referral",
-            entries_matched=snapshot.entries_read,
+            entries_matched=len(snapshot.entries),
         )
     else:
-        snapshot.search = SearchOutcome(complete=True, entries_matched=snapshot.entries_read)
+        snapshot.search = SearchOutcome(complete=True, entries_matched=len(snapshot.entries))
     if on_progress is not None:
-        on_progress(snapshot.entries_read)
+        on_progress(len(snapshot.entries))
     return snapshot
 
 

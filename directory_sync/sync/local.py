@@ -141,6 +141,18 @@ def address_owners(domain_id: int, domain_name: str, local_parts: Iterable[str])
     return owners
 
 
+def primary_addresses(domain_id: int, domain_name: str, keys: Iterable[str]) -> dict[str, str]:
+    """Directory key → primary address of the linked accounts with those keys (for the events' wording)."""
+    found: dict[str, str] = {}
+    for batch in chunked(set(keys)):
+        rows = Address.objects.filter(
+            account__domain_id=domain_id, account__directory_guid__in=batch, position=0
+        ).values_list("account__directory_guid", "local_part")
+        for key, local_part in rows:
+            found[str(key)] = f"{local_part}@{domain_name}"
+    return found
+
+
 def username_owners(domain_id: int, domain_name: str, usernames: Iterable[str]) -> dict[str, Owner]:
     """Accounts of the domain that hold the given usernames."""
     owners: dict[str, Owner] = {}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from django.core.exceptions import ValidationError
 
 from directory_sync.ldap.entries import Entry
 from directory_sync.rules.addresses import candidate_addresses, qualifying_local_parts
 from directory_sync.rules.names import auth_value, directory_login, full_name, local_username
+from directory_sync.rules.stamps import may_have_changed_since
 from directory_sync.rules.vcard import render_vcard
 from directory_sync.sync.config import SyncConfig
 from icewarp_admin.mailserver.validators import normalize_username
@@ -142,3 +146,72 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
         vcard=render_vcard(config.vcard_map, attributes) if config.vcard_map is not None else None,
         uid=text(entry, "uid") or text(entry, "sAMAccountName"),
     )
+
+
+class PersonRef(Protocol):
+    """What groups need of any person of the run, changed or not."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def dn(self) -> str: ...
+
+    @property
+    def uid(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class SeenPerson:
+    """An entry whose change stamp says nothing changed: only what groups and removals need of it."""
+
+    key: str
+    dn: str
+    uid: str
+
+
+@dataclass
+class Triage:
+    people: list[DirectoryPerson]  # changed, new, or to be compared in full: mapped
+    skipped: list[SkippedEntry]
+    unchanged: list[SeenPerson]  # same stamp as last time: not mapped at all
+    without_guid: int = 0
+    missing_stamp: int = 0
+
+
+def triage(
+    entries: Iterable[Entry],
+    config: SyncConfig,
+    stamps: Mapping[str, str],
+    *,
+    full_scan: bool,
+    last_read: datetime | None,
+) -> Triage:
+    """Map only the entries that may have changed; an unchanged stamp costs a dictionary look-up.
+
+    stamps: directory key → change stamp stored on the linked account.
+    """
+    result = Triage(people=[], skipped=[], unchanged=[])
+    for entry in entries:
+        raw_guid = entry.first(config.guid_attribute)
+        guid = config.profile.decode_guid(raw_guid, is_binary=config.guid_is_binary) if raw_guid else None
+        stamp = text(entry, config.change_stamp_attribute)
+        result.missing_stamp += not stamp
+        if (
+            not full_scan
+            and guid is not None
+            and stamp
+            and stamps.get(guid) == stamp
+            and not may_have_changed_since(stamp, last_read)
+        ):
+            result.unchanged.append(
+                SeenPerson(key=guid, dn=entry.dn, uid=text(entry, "uid") or text(entry, "sAMAccountName"))
+            )
+            continue
+        mapped = map_entry(entry, config)
+        if isinstance(mapped, DirectoryPerson):
+            result.people.append(mapped)
+            result.without_guid += mapped.guid is None
+        else:
+            result.skipped.append(mapped)
+    return result

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from directory_sync.rules.stamps import may_have_changed_since
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.local import (
     LinkedStamp,
@@ -21,7 +19,7 @@ from directory_sync.sync.local import (
     load_accounts,
     username_owners,
 )
-from directory_sync.sync.people import DirectoryPerson, SkippedEntry
+from directory_sync.sync.people import DirectoryPerson, SeenPerson, SkippedEntry
 from icewarp_admin.mailserver.models import Account, Provenance
 
 CREATE, UPDATE, RENAME, REMOVE, SKIP, CONFLICT = "create", "update", "rename", "remove", "skip", "conflict"
@@ -91,15 +89,17 @@ def plan_accounts(
     skipped: Sequence[SkippedEntry],
     config: SyncConfig,
     full_scan: bool,
-    last_read: datetime | None = None,
+    unchanged: Sequence[SeenPerson] = (),
 ) -> Plan:
     """Compare what the directory says with what the domain has; only changed entries get a close look."""
     plan = Plan(full_scan=full_scan)
     linked = linked_stamps(config.domain_id)
     by_key = _unique_people(people, plan)
-    to_process = _changed_people(by_key, linked, plan, config, full_scan=full_scan, last_read=last_read)
+    to_process = list(by_key.values())
+    plan.unchanged += len(unchanged)
+    present = {person.key for person in unchanged}
     adopted = _adopt_mail_keyed(to_process, linked)
-    leaving = _leaving(linked, by_key, adopted, skipped)
+    leaving = _leaving(linked, by_key.keys() | present, adopted, skipped)
     plan.changes += [
         AccountChange(
             action=SKIP, key=entry.guid or entry.dn, label=entry.label, dn=entry.dn, reason=entry.reason
@@ -164,33 +164,6 @@ def _unique_people(people: Sequence[DirectoryPerson], plan: Plan) -> dict[str, D
     return by_key
 
 
-def _changed_people(
-    by_key: dict[str, DirectoryPerson], linked: dict[str, LinkedStamp], plan: Plan, config: SyncConfig,
-    *, full_scan: bool, last_read: datetime | None,
-) -> list[DirectoryPerson]:  # fmt: skip
-    """People whose entry may differ from their account; an unchanged change stamp means nothing to do."""
-    changed, missing_stamp = [], 0
-    for person in by_key.values():
-        current = linked.get(person.key)
-        missing_stamp += not person.change_stamp
-        if (
-            full_scan
-            or current is None
-            or not person.change_stamp
-            or current.change_stamp != person.change_stamp
-            or may_have_changed_since(person.change_stamp, last_read)
-        ):
-            changed.append(person)
-        else:
-            plan.unchanged += 1
-    if missing_stamp and not config.allow_missing_change_stamp:
-        plan.warnings.append(
-            f"{missing_stamp} entries have no {config.change_stamp_attribute}: "
-            "they are compared in full on every run."
-        )
-    return changed
-
-
 def _adopt_mail_keyed(people: Sequence[DirectoryPerson], linked: dict[str, LinkedStamp]) -> dict[str, str]:
     """Accounts linked by e-mail (synced while no GUID was readable) are taken over by their entry's GUID."""
     adopted: dict[str, str] = {}
@@ -206,7 +179,7 @@ def _adopt_mail_keyed(people: Sequence[DirectoryPerson], linked: dict[str, Linke
 
 def _leaving(
     linked: dict[str, LinkedStamp],
-    by_key: dict[str, DirectoryPerson],
+    present: set[str],
     adopted: dict[str, str],
     skipped: Sequence[SkippedEntry],
 ) -> dict[str, str]:
@@ -215,7 +188,7 @@ def _leaving(
     leaving = {
         key: "the entry is gone from the directory or no longer matches the user filter"
         for key in linked
-        if key not in by_key and key not in taken_over
+        if key not in present and key not in taken_over
     }
     for entry in skipped:
         if entry.guid not in leaving:

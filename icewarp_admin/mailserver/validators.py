@@ -1,5 +1,6 @@
 """Normalizing and checking the names a mail server deals in: domains, local parts, addresses."""
 
+import functools
 import re
 
 import idna
@@ -12,6 +13,7 @@ MAX_LOCAL_PART = 64
 MAX_DOMAIN = 253
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_domain_name(value: str) -> str:
     """Return the domain's lower-case ASCII (IDNA 2008) form, or raise ValidationError saying what's wrong."""
     name = value.strip().rstrip(".").lower()
