@@ -1,6 +1,6 @@
 """Synchronizing a large directory: first run (everything created) and a run over an unchanged directory.
 
-Goals on the project machine (2 cores): 100,000 people in under a minute, a no-change run in under two seconds.
+Goals on the 2-core project machine: 100,000 people in under a minute, a no-change run in under 2 seconds.
 BENCH_SYNC_PEOPLE sets the size (default 100,000); DATABASE_URL picks PostgreSQL (default: SQLite).
 """
 

@@ -1,4 +1,4 @@
-"""CLI: python -m devservers {slapd,redis} {up,down,status} DIR ... (prints one JSON line)."""
+"""CLI: python -m devservers {slapd,redis,samba} {up,down,status,restart} DIR ... (prints one JSON line)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .redis import RedisInstance, start_redis
+from .samba import SambaInstance, start_samba
 from .slapd import SlapdInstance, start_slapd
 
 
@@ -38,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     ra = redis.add_subparsers(dest="action", required=True)
     for name in ("up", "down", "status", "restart"):
         ra.add_parser(name).add_argument("directory", type=Path)
+
+    samba = servers.add_parser("samba", help="Samba AD DC (EXAMPLE.TEST) on 127.0.0.1/::1, fixed ports; root")
+    sba = samba.add_subparsers(dest="action", required=True)
+    up = sba.add_parser("up", help="provision DIR (or restart the DC already provisioned there), start it")
+    up.add_argument("directory", type=Path)
+    up.add_argument("--fresh", action="store_true", help="provision anew even if DIR holds a provision")
+    up.add_argument(
+        "--strong-auth",
+        default="allow_sasl_over_tls",
+        choices=["no", "allow_sasl_over_tls", "yes"],
+        help="ldap server require strong auth (default: a simple bind needs TLS)",
+    )
+    for name in ("down", "status", "restart"):
+        sba.add_parser(name).add_argument("directory", type=Path)
     return p
 
 
@@ -48,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "down" and not (directory / "instance.json").exists():
         _print({"directory": str(directory), "running": False})  # nothing to stop: fine for teardown traps
         return 0
-    target: SlapdInstance | RedisInstance
+    target: SlapdInstance | RedisInstance | SambaInstance
     try:
         if args.server == "slapd" and args.action == "up":
             for f in args.ldif:
@@ -63,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.server == "slapd":
             target = SlapdInstance.load(directory)
+        elif args.server == "samba" and args.action == "up":
+            target = start_samba(
+                directory, strong_auth=args.strong_auth, fresh=args.fresh, stop_at_exit=False
+            )
+        elif args.server == "samba":
+            target = SambaInstance.load(directory)
         elif args.action == "up":
             target = start_redis(directory, stop_at_exit=False)
         else:

@@ -153,18 +153,24 @@ class SambaInstance:
 
         Idempotent, safe from atexit and when it is already gone; SIGKILL after STOP_TIMEOUT.
         """
-        tree = _descendants(self.pid) if self.running else []
+        if not self.running:
+            _proc.reap(self.pid)
+            return
+        tree = _descendants(self.pid)
         _proc.terminate(self.pid, _PROC_NAME, timeout=STOP_TIMEOUT)
         _finish_tree(tree, STOP_TIMEOUT)
         _wait_ports_free(STOP_TIMEOUT)
 
     def kill(self) -> None:
         """SIGKILL samba and its children (a DC dying mid-run) and wait until they are gone."""
-        tree = _descendants(self.pid) if self.running else []
+        if not self.running:
+            _proc.reap(self.pid)
+            return
+        tree = _descendants(self.pid)
+        _proc.kill(self.pid, _PROC_NAME)
         for pid in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _proc.kill(self.pid, _PROC_NAME)
         _finish_tree(tree, STOP_TIMEOUT)
         _wait_ports_free(STOP_TIMEOUT)
 
@@ -186,7 +192,7 @@ class SambaInstance:
         return env
 
     def samba_tool(self, *args: str, timeout: float = TOOL_TIMEOUT) -> str:
-        """Run `samba-tool ARGS -s smb.conf` (locally, on the database); its output; RuntimeError on failure."""
+        """Run `samba-tool ARGS -s smb.conf` locally; its output; RuntimeError (with stderr) on failure."""
         cmd = [_proc.find_tool("samba-tool"), *args, "-s", str(self.smb_conf)]
         return _proc.run(cmd, timeout=timeout, env=self.tool_env()).stdout
 
@@ -321,10 +327,6 @@ def _ldap_answers(base_dn: str) -> bool:
     return res.returncode == 0 and base_dn.lower() in res.stdout.lower()
 
 
-class _BindError(RuntimeError):
-    """samba could not bind one of its ports."""
-
-
 def _launch(inst: SambaInstance) -> int:
     """Start `samba -i -M single` in its own session and wait until LDAP and LDAPS answer; return its pid."""
     _check_ports_free()
@@ -337,8 +339,9 @@ def _launch(inst: SambaInstance) -> int:
 
     def failure(reason: str) -> RuntimeError:
         log = _proc.tail(out, offset=offset)
-        text = f"{reason}\ncommand: {_proc.format_cmd(cmd)}\nsamba output ({out}):\n{log}"
-        return _BindError(text) if _BIND_FAILURE.search(log) else RuntimeError(text)
+        if _BIND_FAILURE.search(log):
+            reason += " (one of its fixed ports was taken meanwhile: only one DC can run per machine)"
+        return RuntimeError(f"{reason}\ncommand: {_proc.format_cmd(cmd)}\nsamba output ({out}):\n{log}")
 
     def ready() -> bool:
         rc = proc.poll()
@@ -392,7 +395,12 @@ def _provision(inst: SambaInstance) -> None:
     if host and host not in default_dns:
         default_dns.append(host)
     crt, key = make_server_cert(
-        tls, ca_crt, ca_key, common_name=inst.dns_host_name, dns_names=default_dns, ip_addresses=list(LOOPBACK)
+        tls,
+        ca_crt,
+        ca_key,
+        common_name=inst.dns_host_name,
+        dns_names=default_dns,
+        ip_addresses=list(LOOPBACK),
     )
     inst.timings["certificates_s"] = round(time.monotonic() - started, 2)
 
@@ -476,7 +484,9 @@ def _register_atexit(inst: SambaInstance) -> None:
         _STARTED.append(inst)
 
 
-def _marker(realm: str, domain: str, admin_password: str, strong_auth: str, seed_version: str) -> dict[str, Any]:
+def _marker(
+    realm: str, domain: str, admin_password: str, strong_auth: str, seed_version: str | None
+) -> dict[str, Any]:
     return {
         "version": _MARKER_VERSION,
         "realm": realm,
@@ -488,11 +498,18 @@ def _marker(realm: str, domain: str, admin_password: str, strong_auth: str, seed
 
 
 def _reusable(d: Path, wanted: dict[str, Any]) -> bool:
-    """Whether d holds a complete provision (and seed) made with the same parameters."""
+    """Whether d holds a complete provision (and seed) made with the same parameters.
+
+    A wanted seed_version of None accepts whatever seed the directory holds (the command line's `up`).
+    """
     try:
         found = json.loads((d / _MARKER).read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(found, dict):
+        return False
+    if wanted["seed_version"] is None:
+        found = {**found, "seed_version": None}
     return found == wanted and (d / "instance.json").is_file() and (d / "dc" / "etc" / "smb.conf").is_file()
 
 
@@ -519,16 +536,17 @@ def start_samba(
     strong_auth: str = DEFAULT_STRONG_AUTH,
     fresh: bool = False,
     seed: Callable[[SambaInstance], None] | None = None,
-    seed_version: str = "",
+    seed_version: str | None = None,
     stop_at_exit: bool = True,
 ) -> SambaInstance:
     """Provision a Samba AD DC in directory (or reuse the one there) and start it; needs root.
 
     strong_auth: "ldap server require strong auth" (allow_sasl_over_tls: a simple bind needs TLS; "no": plain
     simple binds work; "yes": also no SASL over TLS). A directory that holds a complete provision made with
-    the same realm, domain, password, strong_auth and seed_version is only restarted, unless fresh; anything
-    else is provisioned anew. seed(instance) runs once after a new provision, with samba running; the marker
-    that allows reuse is written only after it returned. stop_at_exit: stop samba when this process exits.
+    the same realm, domain, password, strong_auth and seed_version (None: any seed) is only restarted, unless
+    fresh; anything else is provisioned anew (the directory's earlier contents are removed). seed(instance)
+    runs once after a new provision, with samba running; the marker that allows reuse is written only after it
+    returned. stop_at_exit: stop samba when this process exits.
     """
     if strong_auth not in _STRONG_AUTH_VALUES:
         raise ValueError(f"strong_auth must be one of {', '.join(_STRONG_AUTH_VALUES)}, not {strong_auth!r}")
@@ -593,6 +611,6 @@ def start_samba(
     inst.timings["total_s"] = round(time.monotonic() - began, 2)
     inst.save()
     (d / "timings.json").write_text(json.dumps(inst.timings, indent=2) + "\n")
-    (d / _MARKER).write_text(json.dumps(wanted, indent=2) + "\n")
+    (d / _MARKER).write_text(json.dumps({**wanted, "seed_version": seed_version or ""}, indent=2) + "\n")
     logger.info("Samba AD DC provisioned in %s: %s", d, inst.timings)
     return inst

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(openssl slapd ldap-utils redis-server krb5-user)
+# Samba AD DC for tests/test_active_directory.py (devservers/samba.py): samba, samba-tool provision, ldb tools.
+PACKAGES+=(samba samba-ad-dc samba-ad-provision winbind ldb-tools)
 PYTHON=${PYTHON:-python3}
 
 missing=()
@@ -19,7 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
-  # Package scripts must not start system services: slapd would listen on every interface, redis on 6379.
+  # Package scripts must not start system services: slapd would listen on every interface, redis on 6379,
+  # samba/smbd/winbind on their fixed ports.
   if [ ! -x /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT

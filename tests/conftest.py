@@ -14,7 +14,7 @@ from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.roles import ADMINISTRATORS, HELPDESK, OPERATORS
 from icewarp_admin.mailserver.services.domains import create_domain
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.samba_fixtures"]
 
 PASSWORD = "correct horse battery staple"
 

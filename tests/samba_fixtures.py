@@ -5,6 +5,8 @@ The seed: OU=Staff (alice, bob disabled, erin 66048, group Engineers and Admins-
 (1,600 users, all members of BigGroup), and the service account websvc (SPN HTTP/localhost, AES keytab in
 DIR/http.keytab). Set SAMBA_TEST_DIR to keep the DC in a folder of your own between runs: a provisioned and
 seeded folder is only restarted (~1 s instead of ~20 s).
+
+PYTEST_DONT_REWRITE: no asserts here, and test modules import it before pytest_plugins can mark it.
 """
 
 from __future__ import annotations
@@ -15,18 +17,21 @@ import logging
 import os
 import ssl
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from ldap3 import MODIFY_REPLACE, SIMPLE, Connection, Server, Tls
+from ldap3.utils.dn import to_dn
 
 from devservers.samba import SambaInstance, start_samba
-from directory_sync.models import DirectorySettings
-from directory_sync.services.settings import save_directory_settings
-from icewarp_admin.mailserver.models import Domain
+
+if TYPE_CHECKING:  # Django models load only once pytest-django set Django up (this plugin may load earlier)
+    from directory_sync.models import DirectorySettings
+    from icewarp_admin.mailserver.models import Domain
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ UAC_NORMAL = 512
 UAC_DISABLED = 514
 UAC_NORMAL_DONT_EXPIRE = 66048
 UAC_NORMAL_NO_PASSWORD = 544  # NORMAL_ACCOUNT | PASSWD_NOTREQD: enabled, no password (bulk users)
+TREE_DELETE_OID = "1.2.840.113556.1.4.805"
+TEMP_PASSWORD = "Temp!Passw0rd-1"
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,8 @@ ERIN = SeedUser(
     display_name="Erin Evans", uac=UAC_NORMAL_DONT_EXPIRE,
 )  # fmt: skip
 FRANK = SeedUser(
-    "frank", DEVEL, "Fr4nk!Passw0rd", mail="frank@example.test", given_name="Frank", surname="Fischer",
-    display_name="Frank Fischer",
+    "frank", DEVEL, "Fr4nk!Passw0rd", mail="frank.fischer@example.test", given_name="Frank",
+    surname="Fischer", display_name="Frank Fischer",
 )  # fmt: skip
 GRACE = SeedUser(
     "grace", SALES, "Gr4ce!Passw0rd", mail="grace@example.test", given_name="Grace", surname="Green",
@@ -109,7 +116,7 @@ GRACE = SeedUser(
 )  # fmt: skip
 WEBSVC = SeedUser(
     "websvc", USERS, "W3bsvc!Passw0rd-Keytab",
-    # AES keys are only made for an account that asks for them (24 = AES128 | AES256) when its password is set.
+    # An exported keytab holds AES keys only if the account asks for them (24 = AES128 | AES256).
     extra={"servicePrincipalName": [KEYTAB_PRINCIPAL], "msDS-SupportedEncryptionTypes": ["24"]},
 )  # fmt: skip
 SEED_USERS = (ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, WEBSVC)
@@ -130,18 +137,14 @@ class SeedGroup:
 
 
 ADMINS_NESTED = SeedGroup("Admins-Nested", STAFF, "admins-nested@example.test", (CAROL.dn,))
-ENGINEERS = SeedGroup(
-    "Engineers", STAFF, "engineers@example.test", (ALICE.dn, BOB.dn, ADMINS_NESTED.dn)
-)
+ENGINEERS = SeedGroup("Engineers", STAFF, "engineers@example.test", (ALICE.dn, BOB.dn, ADMINS_NESTED.dn))
 
 
 def bulk_dn(number: int) -> str:
     return f"CN=bulk{number:04d},{BULK}"
 
 
-BIG_GROUP = SeedGroup(
-    "BigGroup", BULK, "biggroup@example.test", tuple(bulk_dn(n) for n in range(BULK_USERS))
-)
+BIG_GROUP = SeedGroup("BigGroup", BULK, "biggroup@example.test", tuple(bulk_dn(n) for n in range(BULK_USERS)))
 SEED_GROUPS = (ADMINS_NESTED, ENGINEERS, BIG_GROUP)
 
 
@@ -251,15 +254,18 @@ def admin_connection(samba: SambaInstance) -> Connection:
     """ldap3 over LDAPS (certificate verified against the DC's CA), bound as Administrator."""
     tls = Tls(ca_certs_file=str(samba.ca_cert), validate=ssl.CERT_REQUIRED)
     server = Server("127.0.0.1", port=636, use_ssl=True, tls=tls, connect_timeout=10)
-    return Connection(
-        server,
-        user=samba.admin_upn,
-        password=samba.admin_password,
-        authentication=SIMPLE,
-        auto_bind=True,
-        raise_exceptions=True,
-        receive_timeout=30,
-    )
+    with warnings.catch_warnings():
+        # ldap3 2.9.1 checks the host name with ssl.match_hostname (deprecated; the check still runs).
+        warnings.filterwarnings("ignore", "ssl.match_hostname", DeprecationWarning)
+        return Connection(
+            server,
+            user=samba.admin_upn,
+            password=samba.admin_password,
+            authentication=SIMPLE,
+            auto_bind=True,
+            raise_exceptions=True,
+            receive_timeout=30,
+        )
 
 
 def find_dn(conn: Connection, sam: str) -> str:
@@ -272,13 +278,45 @@ def find_dn(conn: Connection, sam: str) -> str:
 
 def move(conn: Connection, dn: str, new_parent: str) -> str:
     """Move an entry to another OU (its RDN stays); its new DN."""
-    rdn = dn.split(",", 1)[0]
+    rdn = to_dn(dn)[0]  # RDN values may hold escaped commas: CN=Anders\, Alice
     conn.modify_dn(dn, rdn, new_superior=new_parent)
     return f"{rdn},{new_parent}"
 
 
+def add_user(
+    conn: Connection,
+    dn: str,
+    sam: str,
+    *,
+    password: str = TEMP_PASSWORD,
+    uac: int = UAC_NORMAL,
+    **attributes: str | list[str],
+) -> str:
+    """Create a user over LDAPS as an AD tool does (unicodePwd needs the encrypted connection); its DN."""
+    values: dict[str, Any] = {
+        "sAMAccountName": sam,
+        "userPrincipalName": f"{sam}@example.test",
+        "unicodePwd": f'"{password}"'.encode("utf-16-le"),
+        "userAccountControl": str(uac),
+        **attributes,
+    }
+    conn.add(dn, ["top", "person", "organizationalPerson", "user"], values)
+    return dn
+
+
+def delete_tree(conn: Connection, dn: str) -> None:
+    """Delete an entry and everything under it (AD's tree-delete control); nothing if it does not exist."""
+    conn.raise_exceptions = False
+    try:
+        conn.delete(dn, controls=[(TREE_DELETE_OID, True, None)])
+        if conn.result["result"] not in (0, 32):  # success, noSuchObject
+            raise RuntimeError(f"deleting {dn} failed: {conn.result}")
+    finally:
+        conn.raise_exceptions = True
+
+
 def restore_seed_users(samba: SambaInstance) -> None:
-    """Put the users that tests change (alice, bob, erin) back as seeded: place, addresses, state."""
+    """Undo what tests change: alice, bob, erin (place, addresses, state) and Engineers' members."""
     conn = admin_connection(samba)
     try:
         for user in (ALICE, BOB, ERIN):
@@ -291,11 +329,21 @@ def restore_seed_users(samba: SambaInstance) -> None:
                 "userAccountControl": [(MODIFY_REPLACE, [str(user.uac)])],
             }
             conn.modify(dn, changes)
+        conn.modify(ENGINEERS.dn, {"member": [(MODIFY_REPLACE, list(ENGINEERS.members))]})
     finally:
         conn.unbind()
 
 
 # --------------------------------------------------------------------------- fixture and settings
+
+
+_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line at the end of the run: how long the DC took (provision, seed, restart)."""
+    for line in _SUMMARY:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -307,11 +355,11 @@ def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaInstance]:
     instance = start_samba(directory, seed=seed, seed_version=SEED_VERSION)
     if "restart_s" in instance.timings:  # a DC kept from an earlier run: undo what its tests changed
         restore_seed_users(instance)
-    logger.warning(
-        "Samba AD DC ready in %.1f s (%s)",
-        time.monotonic() - began,
-        ", ".join(f"{name} {value}" for name, value in instance.timings.items()),
+    line = f"Samba AD DC ready in {time.monotonic() - began:.1f} s ({directory}): " + ", ".join(
+        f"{name.removesuffix('_s')} {value} s" for name, value in instance.timings.items()
     )
+    logger.info(line)
+    _SUMMARY.append(line)
     try:
         yield instance
     finally:
@@ -323,6 +371,8 @@ def configure_ad(domain: Domain, samba: SambaInstance, **values: Any) -> Directo
 
     For StartTLS pass host=samba.ldap_url, use_starttls=True.
     """
+    from directory_sync.services.settings import save_directory_settings
+
     settings = {
         "active": True,
         "host": samba.ldaps_url,

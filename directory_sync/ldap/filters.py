@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NoReturn
 
 from ldap3.core.exceptions import LDAPException, LDAPInvalidFilterError
@@ -457,6 +459,20 @@ def dn_is_within(dn: str, base: str) -> bool:
     return len(inner) >= len(outer) and inner[len(inner) - len(outer) :] == outer
 
 
-def dn_rdns(value: str) -> list[tuple[str, str]]:
-    """A DN's RDNs from the leaf up as (attribute type in lower case, value unescaped); first AVA of each."""
-    return [(rdn[0][0].lower(), _unescape_dn_value(rdn[0][1])) for rdn in _parse_dn(value) if rdn]
+@dataclass(frozen=True)
+class Rdn:
+    """One RDN of a DN (its first AVA): the type, the value unescaped, and the value as written (escaped)."""
+
+    attribute: str
+    value: str
+    raw: str
+
+
+def dn_rdns(value: str) -> list[Rdn]:
+    """A DN's RDNs from the leaf up."""
+    return [Rdn(rdn[0][0], _unescape_dn_value(rdn[0][1]), rdn[0][1]) for rdn in _parse_dn(value) if rdn]
+
+
+def join_rdns(rdns: Sequence[Rdn]) -> str:
+    """The DN made of these RDNs, values kept escaped as written (so "OU=Sales\\, EMEA" stays one RDN)."""
+    return ",".join(f"{rdn.attribute}={rdn.raw}" for rdn in rdns)

@@ -44,7 +44,8 @@ ACTIVE_DIRECTORY = ActiveDirectoryProfile(
     label="Active Directory",
     defaults=ServerDefaults(
         account_filter="(&(objectCategory=person)(objectClass=user))",
-        group_filter="(objectClass=group)",
+        # Without the exclusion every built-in group (Administrators, Domain Users...) becomes an address.
+        group_filter="(&(objectClass=group)(!(isCriticalSystemObject=TRUE)))",
         mailing_list_filter="",
         guid_attribute="objectGUID",
         guid_is_binary=True,

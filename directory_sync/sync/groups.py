@@ -16,7 +16,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from directory_sync.ldap.entries import Entry
-from directory_sync.ldap.filters import DnError, dn_rdns
+from directory_sync.ldap.filters import DnError, dn_rdns, join_rdns
 from directory_sync.ldap.search import normalize_dn
 from directory_sync.rules.addresses import candidate_addresses, qualifying_local_parts
 from directory_sync.sync.config import SyncConfig
@@ -120,37 +120,35 @@ def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup 
 
 def ou_groups(people: Sequence[PersonRef], config: SyncConfig) -> list[DirectoryGroup]:
     """The OU groups of section 7: the user in its nearest OU's group, each OU group in its parent's."""
-    root_dn = normalize_dn(config.ou_groups_root) if config.ou_groups_root else ""
-    root_key = OU_KEY_PREFIX + (root_dn or "root")
-    if root_dn:
+    root_key = OU_KEY_PREFIX + "root"
+    root_dn, root_name = "", config.ou_groups_root_name or DEFAULT_ROOT_NAME
+    if config.ou_groups_root:
         root_rdns = dn_rdns(config.ou_groups_root)
-        root_name = config.ou_groups_root_name or (root_rdns[0][1] if root_rdns else DEFAULT_ROOT_NAME)
-    else:
-        root_name = config.ou_groups_root_name or DEFAULT_ROOT_NAME
+        root_dn = join_rdns(root_rdns)
+        root_key = OU_KEY_PREFIX + normalize_dn(root_dn)
+        root_name = config.ou_groups_root_name or (root_rdns[0].value if root_rdns else DEFAULT_ROOT_NAME)
     names: dict[str, str] = {root_key: root_name}
-    dns: dict[str, str] = {root_key: config.ou_groups_root}
+    dns: dict[str, str] = {root_key: root_dn}
     members: dict[str, set[MemberRef]] = {root_key: set()}
     for person in people:
         try:
             rdns = dn_rdns(person.dn)
         except DnError:
             continue
-        # OUs from the top down, each with its own DN (the tail of the person's DN).
-        chain: list[tuple[str, str]] = []
+        # OUs from the top down, each with its own DN (the tail of the person's DN, escapes kept).
+        chain: list[tuple[str, str, str]] = []
         for index in range(len(rdns) - 1, 0, -1):
-            attribute, value = rdns[index]
-            if attribute == "ou":
-                ou_dn = ",".join(f"{a}={v}" for a, v in rdns[index:])
-                chain.append((normalize_dn(ou_dn), value))
+            if rdns[index].attribute.lower() == "ou":
+                ou_dn = join_rdns(rdns[index:])
+                chain.append((OU_KEY_PREFIX + normalize_dn(ou_dn), ou_dn, rdns[index].value))
         if root_dn:
-            positions = [position for position, (ou_dn, _) in enumerate(chain) if ou_dn == root_dn]
+            positions = [position for position, (key, _, _) in enumerate(chain) if key == root_key]
             if not positions:
                 continue  # the person is not under the root unit: in no OU group
             chain = chain[positions[0] + 1 :]
         parent = root_key
-        for ou_dn, value in chain:
-            key = OU_KEY_PREFIX + ou_dn
-            names.setdefault(key, value)
+        for key, ou_dn, name in chain:
+            names.setdefault(key, name)
             dns.setdefault(key, ou_dn)
             members.setdefault(key, set())
             members[parent].add(("group", key))
@@ -185,7 +183,9 @@ class MemberResolver:
     groups_by_dn: dict[str, str]
     addresses_by_dn: dict[str, str]
     remote_allowed: bool
+    skipped_dns: frozenset[str] = frozenset()
     left_out: int = 0
+    skipped: int = 0
     unresolved: int = 0
 
     def members(self, group: DirectoryGroup) -> frozenset[MemberRef]:
@@ -200,6 +200,8 @@ class MemberResolver:
                     refs.add(("group", self.groups_by_dn[dn]))
             elif dn in self.addresses_by_dn:
                 self._remote(refs, self.addresses_by_dn[dn])
+            elif dn in self.skipped_dns:
+                self.skipped += 1
             else:
                 self.unresolved += 1
         for uid in group.member_uids:
@@ -234,6 +236,7 @@ def resolver_for(
         groups_by_dn={normalize_dn(group.dn): group.key for group in groups},
         addresses_by_dn=addresses,
         remote_allowed=config.group_remote_members,
+        skipped_dns=frozenset(normalize_dn(entry.dn) for entry in skipped),
     )
 
 
@@ -367,6 +370,10 @@ def plan_groups(
         plan.warnings.append(
             f"{resolver.left_out} group members are not synced accounts of {config.domain_name}: left out "
             "(groups keep such members only when GROUPSUPPORTREMOTEMEMBERS is on)."
+        )
+    if resolver.skipped:
+        plan.warnings.append(
+            f"{resolver.skipped} group members are entries this run skipped (see why): they were left out."
         )
     if resolver.unresolved:
         plan.warnings.append(
