@@ -17,7 +17,7 @@ from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE
 from devservers.ports import free_port
 from devservers.samba import SambaInstance, start_samba
 from directory_sync.ldap import SessionOptions, endpoint_from_host, open_session
-from directory_sync.models import DirectorySettings, SyncEvent, SyncRun
+from directory_sync.models import DirectorySettings, SyncEvent, SyncRun, SyncState
 from directory_sync.services.connection_check import run_connection_check
 from icewarp_admin.mailserver.models import Account, Domain, Group
 from icewarp_admin.mailserver.services.domains import create_domain
@@ -652,3 +652,50 @@ def test_a_dead_dc_fails_the_run_and_comes_back(samba: SambaInstance, example_te
     assert samba.running
     run = sync(example_test)
     assert counts(run)["unchanged"] == 2
+
+
+def test_change_tracking_by_usn_reads_only_what_changed(samba: SambaInstance, example_test: Domain) -> None:
+    """After a full read, runs ask for uSNChanged above the mark: a change, a deletion (tombstone) and a move
+    out of the DN are found; an unchanged directory reads nothing; another invocationId means a full read."""
+    ou = f"OU=Tracking,{BASE}"
+    elsewhere = f"OU=TrackingElsewhere,{BASE}"
+    conn = admin_connection(samba)
+    try:
+        for dn in (ou, elsewhere):
+            delete_tree(conn, dn)
+            conn.add(dn, "organizationalUnit")
+        keep = add_user(conn, f"CN=keep,{ou}", "keep", mail="keep@example.test", title="Before")
+        gone = add_user(conn, f"CN=gone,{ou}", "gone", mail="gone@example.test")
+        moved = add_user(conn, f"CN=moved,{ou}", "moved", mail="moved@example.test")
+        for number in range(5):
+            add_user(conn, f"CN=still{number},{ou}", f"still{number}", mail=f"still{number}@example.test")
+        configure_ad(example_test, samba, base_dn=ou, sync_groups=False)
+        first = sync(example_test)
+        assert first.full_scan and counts(first)["created"] == 8
+
+        quiet = sync(example_test)
+        assert not quiet.full_scan and quiet.entries_total == 0
+        assert counts(quiet)["unchanged"] == 8 and not quiet.events.exists()
+
+        conn.modify(keep, {"title": [(MODIFY_REPLACE, ["After"])]})
+        conn.delete(gone)
+        move(conn, moved, elsewhere)
+        changed = sync(example_test)
+        assert not changed.full_scan and changed.entries_total == 1
+        assert (counts(changed)["updated"], counts(changed)["removed"], counts(changed)["unchanged"]) == (
+            1,
+            2,
+            5,
+        )
+        assert Account.objects.get(domain=example_test, username="keep").vcard["TITLE"] == "After"
+        assert not Account.objects.filter(domain=example_test, username__in=["gone", "moved"]).exists()
+
+        state = SyncState.objects.get(domain=example_test)
+        state.cursor = {**state.cursor, "invocation_id": "00000000-0000-0000-0000-000000000000"}
+        state.save()
+        restored = sync(example_test)  # as after a restore from backup: the marks mean nothing, read it all
+        assert restored.entries_total == 6 and counts(restored)["unchanged"] == 6  # every entry read again
+    finally:
+        for dn in (ou, elsewhere):
+            delete_tree(conn, dn)
+        conn.unbind()

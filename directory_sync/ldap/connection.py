@@ -32,6 +32,9 @@ LDAP_PORT: Final = 389
 LDAPS_PORT: Final = 636
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
+# Active Directory: return deleted objects (tombstones) as well; how removals are found between full reads.
+SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -421,8 +424,12 @@ class DirectorySession:
         scope: str = "subtree",
         size_limit: int = 0,
         binary_attributes: Collection[str] = (),
+        show_deleted: bool = False,
     ) -> Iterator[Entry]:
-        """Entries of a paged search; a failure part-way raises DirectoryError after the entries so far."""
+        """Entries of a paged search; a failure part-way raises DirectoryError after the entries so far.
+
+        show_deleted asks Active Directory for tombstones too (LDAP_SERVER_SHOW_DELETED_OID).
+        """
         return _search.paged_search(
             self._live(),
             self._fail,
@@ -435,6 +442,7 @@ class DirectorySession:
             binary_attributes=binary_attributes,
             ignore_reference=self._own_partition,
             host=self.endpoint.url,
+            controls=[(SHOW_DELETED_OID, True, None)] if show_deleted else (),
         )
 
     def count(

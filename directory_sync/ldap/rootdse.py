@@ -82,6 +82,7 @@ class RootDse:
     server_name: str = ""
     highest_committed_usn: int | None = None
     invocation_id: str | None = None
+    ds_service_name: str = ""
     forest_functionality: int | None = None
     domain_functionality: int | None = None
     is_global_catalog_ready: bool | None = None
@@ -129,6 +130,7 @@ class RootDse:
             server_name=_text(entry, "serverName"),
             highest_committed_usn=_int(entry, "highestCommittedUSN"),
             invocation_id=None,
+            ds_service_name=_text(entry, "dsServiceName"),
             forest_functionality=_int(entry, "forestFunctionality"),
             domain_functionality=_int(entry, "domainFunctionality"),
             is_global_catalog_ready={"TRUE": True, "FALSE": False}.get(gc_ready),

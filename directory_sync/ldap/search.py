@@ -84,6 +84,7 @@ def _pages(
     size_limit: int = 0,
     time_limit: Callable[[], int] | None = None,
     host: str = "",
+    controls: Sequence[tuple[str, bool, Any]] = (),
 ) -> Generator[Page, None, None]:
     """Run a paged search page by page; an early close abandons it on the server (RFC 2696 size 0)."""
     ldap_scope = scope_constant(scope)
@@ -102,6 +103,7 @@ def _pages(
                     paged_cookie=cookie,
                     size_limit=max(0, size_limit),
                     time_limit=time_limit() if time_limit else 0,
+                    controls=list(controls) or None,
                 )
             except LDAPException as exc:
                 done = True
@@ -167,6 +169,7 @@ def paged_search(
     binary_attributes: Collection[str] = (),
     ignore_reference: Callable[[str], bool] = lambda uri: False,
     host: str = "",
+    controls: Sequence[tuple[str, bool, Any]] = (),
 ) -> Iterator[Entry]:
     """Yield entries page by page; errors are raised after the entries already yielded."""
     page = min(page_size, size_limit) if size_limit > 0 else page_size
@@ -183,6 +186,7 @@ def paged_search(
             page_size=page,
             size_limit=size_limit,
             host=host,
+            controls=controls,
         )
     ) as pages:
         for current in pages:

@@ -14,11 +14,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from directory_sync.choices import ServerType
 from directory_sync.ldap import DirectoryError, open_session, options_from_settings
 from directory_sync.ldap.filters import FilterError
 from directory_sync.models import SyncEvent, SyncRun, SyncState
 from directory_sync.rules.vcard import VCardMapError
 from directory_sync.secrets import SecretUnreadable
+from directory_sync.servers.usn import UsnChanges, UsnPosition, changes_since, full_read_due, read_position
 from directory_sync.services.runs import Heartbeat
 from directory_sync.services.settings import settings_for
 from directory_sync.sync.apply import Applied, apply_plan
@@ -27,7 +29,7 @@ from directory_sync.sync.groups import GroupPlan, ou_groups, plan_groups, resolv
 from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard, with_approval
 from directory_sync.sync.load import GroupSnapshot, Snapshot, load_groups, load_people
 from directory_sync.sync.local import linked_stamps
-from directory_sync.sync.people import PersonRef, Triage, triage
+from directory_sync.sync.people import PersonRef, SeenPerson, Triage, triage
 from directory_sync.sync.planning import CONFLICT, REMOVE, Plan, plan_accounts
 from icewarp_admin.mailserver.models import Account, Domain, Group
 
@@ -97,7 +99,28 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
     read_started = timezone.now()
     with open_session(options_from_settings(settings)) as session:
         _progress(run, phase="reading")
-        snapshot = load_people(session, config, on_progress=lambda read: _progress(run, entries_read=read))
+        position = (
+            read_position(session) if config.profile.server_type == ServerType.ACTIVE_DIRECTORY else None
+        )
+        since = UsnPosition.from_json(state.cursor) if state.cursor else None
+        incremental = (
+            position is not None
+            and position.continues(since)
+            and not full_scan
+            and run.approves_id is None  # an approval re-checks every withheld entry: a full read
+            and not full_read_due(state.cursor.get("full_at"), read_started)
+        )
+        changes = None
+        if incremental and since is not None:
+            changes = changes_since(
+                session, config, since=since.usn, naming_context=session.root_dse().default_naming_context
+            )
+            snapshot = Snapshot(entries=changes.entries, search=changes.search)
+            _progress(run, entries_read=len(changes.entries))
+        else:
+            snapshot = load_people(
+                session, config, on_progress=lambda read: _progress(run, entries_read=read)
+            )
         groups_snapshot = (
             load_groups(session, config) if config.sync_groups or config.sync_mailing_lists else None
         )
@@ -107,8 +130,14 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
     _progress(run, phase="planning")
     stamps = {key: linked.change_stamp for key, linked in linked_stamps(run.domain_id).items()}
     triaged = triage(
-        snapshot.entries, config, stamps, full_scan=full_scan, last_read=state.last_read_started_at
+        snapshot.entries,
+        config,
+        stamps,
+        full_scan=full_scan or incremental,
+        last_read=state.last_read_started_at,
     )
+    if changes is not None:
+        triaged.unchanged = _untouched_accounts(run.domain_id, triaged, changes)
     if triaged.without_guid:
         full_scan = True  # entries without an id are mapped and compared on every run
         warnings.append(
@@ -156,9 +185,13 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         )  # fmt: skip
         if snapshot.search.complete:
             state.config_fingerprint = config.fingerprint()
+            if position is not None:
+                # The next run asks for changes above the mark read before this run's searches.
+                full_at = state.cursor.get("full_at") if incremental else read_started.isoformat()
+                state.cursor = {**position.to_json(), "full_at": full_at}
         state.last_success_at = timezone.now()
         state.last_read_started_at = read_started
-        state.save(update_fields=["config_fingerprint", "last_success_at", "last_read_started_at"])
+        state.save(update_fields=["config_fingerprint", "last_success_at", "last_read_started_at", "cursor"])
     _record_events(run, plan, decision, applied)
     counts = plan.counts()
     counts["removed"] = sum(decision.allows(change.key) for change in plan.of(REMOVE))
@@ -177,7 +210,7 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         "conflicts": conflicts,
         "removals_withheld": withheld,
         "withheld_reason": " ".join(reason for reason in reasons if reason),
-        "full_scan": full_scan,
+        "full_scan": full_scan and not incremental,
         "warnings": warnings,
         "entries_total": len(snapshot.entries),
         "actions_applied": applied.writes if applied else 0,
@@ -254,6 +287,20 @@ def _plan_groups(
         planned = [change.key for change in group_plan.of(REMOVE)]
         group_decision = with_approval(group_decision, planned=planned, approved=approved, search=search)
     return group_plan, group_decision
+
+
+def _untouched_accounts(domain_id: int, triaged: Triage, changes: UsnChanges) -> list[SeenPerson]:
+    """With change tracking, every linked account the directory did not report changed or deleted is as it
+    was: seen without being read. The ones reported but not among the users read left the DN or the filter."""
+    read = {person.key for person in triaged.people} | {entry.guid for entry in triaged.skipped if entry.guid}
+    gone = (changes.touched | changes.deleted) - read
+    return [
+        SeenPerson(key=str(key), dn=dn, uid=username)
+        for key, dn, username in Account.objects.filter(domain_id=domain_id, directory_guid__isnull=False)
+        .values_list("directory_guid", "directory_dn", "username")
+        .iterator(chunk_size=5000)
+        if key not in read and key not in gone
+    ]
 
 
 def _approved_keys(run: SyncRun) -> set[str] | None:

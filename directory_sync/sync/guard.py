@@ -16,6 +16,7 @@ class SearchOutcome:
     problem: str = ""  # why not, in plain words
     absence_means_gone: bool = True  # False after a referral: entries may live elsewhere
     entries_matched: int = 0
+    incremental: bool = False  # only changes were asked for: finding none is normal
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def guard(
             f"The directory search failed part-way ({search.problem}); nothing is removed after an "
             "incomplete search (C_System_ADSyncIgnoreSearchError is 0)."
         )
-    elif search.entries_matched == 0 and linked:
+    elif search.entries_matched == 0 and linked and not search.incremental:
         reason = (
             f"The directory returned no entries at all while {linked} {kind} are synced from it; "
             "check the DN and the filter."
