@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -183,3 +185,31 @@ def reap(pid: int) -> None:
     proc = _CHILDREN.get(pid)
     if proc is not None and proc.poll() is not None:
         del _CHILDREN[pid]
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+_STARTED: list[Stoppable] = []
+_ATEXIT_PID: list[int] = []
+
+
+def _stop_started() -> None:
+    """atexit hook: stop the servers this process started (never from a forked child)."""
+    if _ATEXIT_PID and _ATEXIT_PID[0] != os.getpid():
+        return
+    for inst in reversed(_STARTED):
+        try:
+            inst.stop()
+        except Exception:  # noqa: S112 - best effort at interpreter exit
+            continue
+
+
+def stop_at_exit(inst: Stoppable) -> None:
+    """Stop inst when this process exits (servers of tests and benchmarks never outlive them)."""
+    if not _ATEXIT_PID:
+        _ATEXIT_PID.append(os.getpid())
+        atexit.register(_stop_started)
+    if inst not in _STARTED:
+        _STARTED.append(inst)

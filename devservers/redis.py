@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import re
 import signal
 import socket
@@ -160,21 +158,6 @@ def _launch(directory: Path, port: int) -> int:
     return proc.pid
 
 
-_STARTED: list[RedisInstance] = []
-_ATEXIT_PID: list[int] = []
-
-
-def _stop_started() -> None:
-    """atexit hook: stop the instances this process started (never from a forked child)."""
-    if _ATEXIT_PID and _ATEXIT_PID[0] != os.getpid():
-        return
-    for inst in reversed(_STARTED):
-        try:
-            inst.stop()
-        except Exception:  # noqa: S112 - best effort at interpreter exit
-            continue
-
-
 def start_redis(directory: Path, *, stop_at_exit: bool = True) -> RedisInstance:
     """Start a private redis-server on a free 127.0.0.1 port with no persistence, files in directory."""
     d = Path(directory).resolve()
@@ -198,8 +181,5 @@ def start_redis(directory: Path, *, stop_at_exit: bool = True) -> RedisInstance:
     inst = RedisInstance(directory=d, port=port, pid=pid)
     inst.save()
     if stop_at_exit:
-        if not _ATEXIT_PID:
-            _ATEXIT_PID.append(os.getpid())
-            atexit.register(_stop_started)
-        _STARTED.append(inst)
+        _proc.stop_at_exit(inst)
     return inst

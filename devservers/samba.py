@@ -6,7 +6,6 @@ Provisioning takes ~8-12 s; a directory that was provisioned (and seeded) before
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
@@ -461,29 +460,6 @@ def _provision(inst: SambaInstance) -> None:
 # --------------------------------------------------------------------------- start
 
 
-_STARTED: list[SambaInstance] = []
-_ATEXIT_PID: list[int] = []
-
-
-def _stop_started() -> None:
-    """atexit hook: stop the instances this process started (never from a forked child)."""
-    if _ATEXIT_PID and _ATEXIT_PID[0] != os.getpid():
-        return
-    for inst in reversed(_STARTED):
-        try:
-            inst.stop()
-        except Exception:  # noqa: S112 - best effort at interpreter exit
-            continue
-
-
-def _register_atexit(inst: SambaInstance) -> None:
-    if not _ATEXIT_PID:
-        _ATEXIT_PID.append(os.getpid())
-        atexit.register(_stop_started)
-    if inst not in _STARTED:
-        _STARTED.append(inst)
-
-
 def _marker(
     realm: str, domain: str, admin_password: str, strong_auth: str, seed_version: str | None
 ) -> dict[str, Any]:
@@ -574,7 +550,7 @@ def start_samba(
         inst.save()
         logger.info("Samba AD DC restarted in %s (%.1f s)", d, inst.timings["restart_s"])
         if stop_at_exit:
-            _register_atexit(inst)
+            _proc.stop_at_exit(inst)
         return inst
 
     began = time.monotonic()
@@ -599,7 +575,7 @@ def start_samba(
     inst.timings["first_start_s"] = round(time.monotonic() - started, 2)
     inst.save()
     if stop_at_exit:
-        _register_atexit(inst)
+        _proc.stop_at_exit(inst)
     try:
         if seed is not None:
             started = time.monotonic()

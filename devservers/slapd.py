@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import base64
 import hashlib
 import json
@@ -486,29 +485,6 @@ def _launch(inst: SlapdInstance) -> int:
     return proc.pid
 
 
-_STARTED: list[SlapdInstance] = []
-_ATEXIT_PID: list[int] = []
-
-
-def _stop_started() -> None:
-    """atexit hook: stop the instances this process started (never from a forked child)."""
-    if _ATEXIT_PID and _ATEXIT_PID[0] != os.getpid():
-        return
-    for inst in reversed(_STARTED):
-        try:
-            inst.stop()
-        except Exception:  # noqa: S112 - best effort at interpreter exit
-            continue
-
-
-def _register_atexit(inst: SlapdInstance) -> None:
-    """Remember inst so that it is stopped when this process exits."""
-    if not _ATEXIT_PID:
-        _ATEXIT_PID.append(os.getpid())
-        atexit.register(_stop_started)
-    _STARTED.append(inst)
-
-
 def _prepare_directory(directory: Path) -> None:
     """Create directory; refuse if it hosts a running instance; remove leftovers of a previous one."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -591,5 +567,5 @@ def start_slapd(
         break
     inst.save()
     if stop_at_exit:
-        _register_atexit(inst)
+        _proc.stop_at_exit(inst)
     return inst

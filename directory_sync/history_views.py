@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET
 
 from directory_sync import selectors
 from directory_sync.models import SyncEvent, SyncRun
-from directory_sync.views import HTMX_STOP_POLLING
+from directory_sync.views import polled
 from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver.models import Domain
 
@@ -133,11 +133,8 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
         raise PermissionDenied("Your role does not allow this (directory_sync.view_syncevent).")
     context = run_context(request, run, can_view_events=can_view_events)
     if target == "run-header":
-        if run.is_finished:
-            response = render(request, "directory_sync/run_detail.html#run-finished", context)
-            response.status_code = HTMX_STOP_POLLING
-            return response
-        return render(request, "directory_sync/run_detail.html#run-header", context)
+        partial = "run-finished" if run.is_finished else "run-header"
+        return polled(request, f"directory_sync/run_detail.html#{partial}", context, finished=run.is_finished)
     if target == "run-events":
         return render(request, "directory_sync/run_detail.html#run-events", context)
     return render(request, "directory_sync/run_detail.html", context)

@@ -27,6 +27,16 @@ from icewarp_admin.mailserver.models import Domain
 HTMX_STOP_POLLING = 286
 
 
+def polled(
+    request: HtmxHttpRequest, template: str, context: dict[str, Any], *, finished: bool
+) -> HttpResponse:
+    """A partial that htmx polls: once the job it shows is over, the answer tells htmx to stop."""
+    response = render(request, template, context)
+    if request.htmx and finished:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
 def require_any(request: HtmxHttpRequest, *permissions: str) -> None:
     if not any(request.user.has_perm(permission) for permission in permissions):
         raise PermissionDenied("Your role does not allow this.")
@@ -171,10 +181,8 @@ def run_status(request: HtmxHttpRequest, name: str, run_id: int) -> HttpResponse
     domain = get_object_or_404(Domain, name=name)
     require_any(request, "directory_sync.view_syncrun")
     run = get_object_or_404(SyncRun, pk=run_id, domain=domain)
-    response = render(request, "directory_sync/directory_tab.html#sync-run", {"domain": domain, "run": run})
-    if request.htmx and run.is_finished:
-        response.status_code = HTMX_STOP_POLLING
-    return response
+    context = {"domain": domain, "run": run}
+    return polled(request, "directory_sync/directory_tab.html#sync-run", context, finished=run.is_finished)
 
 
 @login_required
@@ -205,12 +213,10 @@ def connection_check(request: HtmxHttpRequest, name: str, check_id: int) -> Http
     domain = get_object_or_404(Domain, name=name)
     require_any(request, "directory_sync.view_directorysettings")
     check = get_object_or_404(ConnectionCheck, pk=check_id, domain=domain)
-    response = render(
-        request, "directory_sync/directory_tab.html#connection-check", {"domain": domain, "check": check}
+    context = {"domain": domain, "check": check}
+    return polled(
+        request, "directory_sync/directory_tab.html#connection-check", context, finished=check.is_finished
     )
-    if request.htmx and check.is_finished:
-        response.status_code = HTMX_STOP_POLLING
-    return response
 
 
 @login_required

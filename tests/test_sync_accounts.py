@@ -496,3 +496,17 @@ def test_a_wrong_password_fails_the_run_plainly(domain: Domain, directory: Direc
     assert run.status == "failed"
     assert "refused" in run.errors[0] and "wrong" not in run.errors[0]
     assert not Account.objects.exists()
+
+
+def test_a_synced_account_is_not_deleted_here_while_the_domain_syncs(
+    domain: Domain, directory: Directory, admin: Any
+) -> None:
+    directory.add_person("stays")
+    configure(domain, directory)
+    sync(domain)
+    response = admin.post("/domains/example.com/accounts/stays/delete/", follow=True)
+    assert "comes from the directory" in response.content.decode()
+    assert Account.objects.filter(username="stays").exists()
+    configure(domain, directory, active=False)
+    admin.post("/domains/example.com/accounts/stays/delete/")
+    assert not Account.objects.filter(username="stays").exists()

@@ -56,6 +56,16 @@ def directory_owned_fields(account: Account) -> frozenset[str]:
     return frozenset(owned)
 
 
+def synced_while_active(account: Account) -> bool:
+    """Whether the account is linked to a directory its domain synchronizes now."""
+    if not account.is_directory_linked:
+        return False
+    try:
+        return bool(account.domain.directory_settings.active)
+    except ObjectDoesNotExist:
+        return False
+
+
 def domain_list() -> QuerySet[Domain]:
     """Domains with their account and group counts."""
     return Domain.objects.annotate(
