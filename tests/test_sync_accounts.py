@@ -510,3 +510,36 @@ def test_a_synced_account_is_not_deleted_here_while_the_domain_syncs(
     configure(domain, directory, active=False)
     admin.post("/domains/example.com/accounts/stays/delete/")
     assert not Account.objects.filter(username="stays").exists()
+
+
+def test_switching_users_off_changes_and_removes_no_account(domain: Domain, directory: Directory) -> None:
+    dn = directory.add_person("kept", title="One")
+    configure(domain, directory)
+    sync(domain)
+    configure(domain, directory, sync_accounts=False)
+    directory.modify(dn, title="Two")
+    run = sync(domain)
+    assert run.status == "succeeded" and counts(run)["removed"] == 0 and counts(run)["updated"] == 0
+    assert "switched off" in " ".join(run.warnings)
+    assert account("kept").vcard["TITLE"] == "One"
+
+
+LOG_TYPES = [(0, False, False), (1, False, True), (2, True, False), (3, True, True)]
+
+
+@pytest.mark.parametrize(("log_type", "summary", "debug"), LOG_TYPES)
+def test_logging_follows_the_log_type(
+    domain: Domain, directory: Directory, caplog: pytest.LogCaptureFixture, log_type: int, summary: bool,
+    debug: bool,
+) -> None:  # fmt: skip
+    directory.add_person("logged")
+    configure(domain, directory)
+    set_system_variable(name="C_System_ADSyncLogType", value=log_type)
+    with caplog.at_level("INFO", logger="directory_sync.sync"):
+        sync(domain)
+    lines = [record.getMessage() for record in caplog.records if record.name == "directory_sync.sync"]
+    finished = [line for line in lines if line.startswith("Synchronizing domain example.com finished")]
+    assert bool(finished) is summary
+    if summary:
+        assert "created 1" in finished[0]
+    assert any("create account logged@example.com" in line for line in lines) is debug

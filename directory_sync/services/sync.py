@@ -149,13 +149,17 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
             f"{triaged.missing_stamp} entries have no {config.change_stamp_attribute}: "
             "they are compared in full on every run."
         )
-    plan = plan_accounts(
-        people=triaged.people,
-        skipped=triaged.skipped,
-        config=config,
-        full_scan=full_scan,
-        unchanged=triaged.unchanged,
-    )
+    if config.sync_accounts:
+        plan = plan_accounts(
+            people=triaged.people,
+            skipped=triaged.skipped,
+            config=config,
+            full_scan=full_scan,
+            unchanged=triaged.unchanged,
+        )
+    else:
+        # Users are still read (groups name them as members), but accounts are neither changed nor removed.
+        plan = Plan(full_scan=full_scan)
     warnings += plan.warnings
     linked = Account.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
     decision = guard(removals=len(plan.of(REMOVE)), search=snapshot.search, config=config, linked=linked)
