@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -11,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 _SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -213,3 +215,38 @@ def stop_at_exit(inst: Stoppable) -> None:
         atexit.register(_stop_started)
     if inst not in _STARTED:
         _STARTED.append(inst)
+
+
+class SavedInstance:
+    """A server described in <directory>/instance.json, so a later process can stop what this one started.
+
+    Subclasses are dataclasses with a `directory` field; `urls()` adds what is derived (never stored twice).
+    """
+
+    directory: Path
+
+    def urls(self) -> dict[str, Any]:
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able description including the URLs."""
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+        data.update(self.urls())
+        return data
+
+    def save(self) -> None:
+        """Write directory/instance.json (atomically)."""
+        path = self.directory / "instance.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls: type[_Saved], directory: Path) -> _Saved:
+        """Re-create the instance description saved in directory/instance.json."""
+        data = json.loads((Path(directory) / "instance.json").read_text())
+        names = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_Saved = TypeVar("_Saved", bound=SavedInstance)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
@@ -50,7 +49,7 @@ def _server_pid(port: int, timeout: float = 1.0) -> int | None:
 
 
 @dataclass
-class RedisInstance:
+class RedisInstance(_proc.SavedInstance):
     """A running (or stopped) private redis-server; see start_redis."""
 
     directory: Path
@@ -75,22 +74,8 @@ class RedisInstance:
         """True if the server answers PING."""
         return _ping(self.port)
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able description including the URL."""
-        return {"directory": str(self.directory), "port": self.port, "pid": self.pid, "url": self.url}
-
-    def save(self) -> None:
-        """Write directory/instance.json."""
-        path = self.directory / "instance.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, directory: Path) -> RedisInstance:
-        """Re-create the instance description saved in directory/instance.json."""
-        data = json.loads((Path(directory) / "instance.json").read_text())
-        return cls(directory=Path(data["directory"]), port=int(data["port"]), pid=int(data["pid"]))
+    def urls(self) -> dict[str, Any]:
+        return {"url": self.url}
 
     def stop(self) -> None:
         """SIGTERM redis-server and wait for it to exit; idempotent, safe from atexit and if already gone."""

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def _base_dn(realm: str) -> str:
 
 
 @dataclass
-class SambaInstance:
+class SambaInstance(_proc.SavedInstance):
     """A running (or stopped) private Samba AD DC; see start_samba."""
 
     directory: Path
@@ -121,30 +121,13 @@ class SambaInstance:
         return _proc.pid_alive(self.pid, _PROC_NAME)
 
     # ----- persistence -----
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able description including the URLs."""
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-        data.update(
-            ldap_url=self.ldap_url,
-            ldaps_url=self.ldaps_url,
-            dns_host_name=self.dns_host_name,
-            smb_conf=str(self.smb_conf),
-        )
-        return data
-
-    def save(self) -> None:
-        """Write directory/instance.json."""
-        path = self.directory / "instance.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, directory: Path) -> SambaInstance:
-        """Re-create the instance description saved in directory/instance.json."""
-        data = json.loads((Path(directory) / "instance.json").read_text())
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def urls(self) -> dict[str, Any]:
+        return {
+            "ldap_url": self.ldap_url,
+            "ldaps_url": self.ldaps_url,
+            "dns_host_name": self.dns_host_name,
+            "smb_conf": str(self.smb_conf),
+        }
 
     # ----- process control -----
     def stop(self) -> None:

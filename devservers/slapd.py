@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -14,7 +13,7 @@ import socket
 import subprocess
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -270,7 +269,7 @@ def _socket_path(directory: Path) -> Path:
 
 
 @dataclass
-class SlapdInstance:
+class SlapdInstance(_proc.SavedInstance):
     """A running (or stopped) private slapd; see start_slapd."""
 
     directory: Path
@@ -317,25 +316,8 @@ class SlapdInstance:
         return _proc.pid_alive(self.pid, _PROC_NAME)
 
     # ----- persistence -----
-    def to_json(self) -> dict[str, Any]:
-        """JSON-able description including the URLs."""
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-        data.update(ldap_url=self.ldap_url, ldaps_url=self.ldaps_url, ldapi_url=self.ldapi_url)
-        return data
-
-    def save(self) -> None:
-        """Write directory/instance.json."""
-        path = self.directory / "instance.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, directory: Path) -> SlapdInstance:
-        """Re-create the instance description saved in directory/instance.json."""
-        data = json.loads((Path(directory) / "instance.json").read_text())
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def urls(self) -> dict[str, Any]:
+        return {"ldap_url": self.ldap_url, "ldaps_url": self.ldaps_url, "ldapi_url": self.ldapi_url}
 
     # ----- process control -----
     def stop(self) -> None:
