@@ -145,15 +145,6 @@ def kill(pid: int, name: str, timeout: float = 10.0) -> None:
     reap(pid)
 
 
-def read_pidfile(path: Path) -> int | None:
-    """Return the pid stored in path, or None if missing/empty/garbled."""
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 def tail(path: Path, limit: int = 3000, offset: int = 0) -> str:
     """Last limit characters of a log file (from byte offset on), or a placeholder."""
     try:

@@ -11,9 +11,6 @@ PAGED_RESULTS_OID: Final = "1.2.840.113556.1.4.319"
 DIRSYNC_OID: Final = "1.2.840.113556.1.4.841"
 SYNCREPL_OID: Final = "1.3.6.1.4.1.4203.1.9.1.1"
 SERVER_SIDE_SORT_OID: Final = "1.2.840.113556.1.4.473"
-MANAGE_DSA_IT_OID: Final = "2.16.840.1.113730.3.4.2"
-WHO_AM_I_OID: Final = "1.3.6.1.4.1.4203.1.11.3"
-START_TLS_OID: Final = "1.3.6.1.4.1.1466.20037"
 
 # Operational attributes are only returned when asked for; AD ignores "+" and wants its names spelled out.
 ROOT_DSE_ATTRIBUTES: Final[tuple[str, ...]] = (

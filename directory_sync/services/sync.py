@@ -24,14 +24,15 @@ from directory_sync.servers.usn import UsnChanges, UsnPosition, changes_since, f
 from directory_sync.services.runs import Heartbeat
 from directory_sync.services.settings import settings_for
 from directory_sync.sync.apply import Applied, apply_plan
+from directory_sync.sync.changes import CONFLICT, REMOVE, ChangeSet
 from directory_sync.sync.config import SyncConfig, build_config
 from directory_sync.sync.groups import GroupPlan, ou_groups, plan_groups, resolver_for
 from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard, with_approval
 from directory_sync.sync.load import GroupSnapshot, Snapshot, load_groups, load_people
-from directory_sync.sync.local import linked_stamps
+from directory_sync.sync.local import LinkedAccount, linked_accounts
 from directory_sync.sync.people import PersonRef, SeenPerson, Triage, triage
-from directory_sync.sync.planning import CONFLICT, REMOVE, Plan, plan_accounts
-from icewarp_admin.mailserver.models import Account, Domain, Group
+from directory_sync.sync.planning import Plan, plan_accounts
+from icewarp_admin.mailserver.models import Domain, Group
 
 logger = logging.getLogger("directory_sync.sync")
 EVENT_BATCH = 2000
@@ -128,7 +129,8 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         warnings.append(f"The search did not finish: {snapshot.search.problem}")
 
     _progress(run, phase="planning")
-    stamps = {key: linked.change_stamp for key, linked in linked_stamps(run.domain_id).items()}
+    linked = linked_accounts(run.domain_id)
+    stamps = {key: account.change_stamp for key, account in linked.items()}
     triaged = triage(
         snapshot.entries,
         config,
@@ -137,7 +139,7 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         last_read=state.last_read_started_at,
     )
     if changes is not None:
-        triaged.unchanged = _untouched_accounts(run.domain_id, triaged, changes)
+        triaged.unchanged = _untouched_accounts(linked, triaged, changes)
     if triaged.without_guid:
         full_scan = True  # entries without an id are mapped and compared on every run
         warnings.append(
@@ -155,14 +157,14 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
             skipped=triaged.skipped,
             config=config,
             full_scan=full_scan,
+            linked=linked,
             unchanged=triaged.unchanged,
         )
     else:
         # Users are still read (groups name them as members), but accounts are neither changed nor removed.
         plan = Plan(full_scan=full_scan)
     warnings += plan.warnings
-    linked = Account.objects.filter(domain=run.domain, directory_guid__isnull=False).count()
-    decision = guard(removals=len(plan.of(REMOVE)), search=snapshot.search, config=config, linked=linked)
+    decision = guard(removals=len(plan.of(REMOVE)), search=snapshot.search, config=config, linked=len(linked))
     approved = _approved_keys(run)
     if approved is not None:
         decision = with_approval(
@@ -173,7 +175,9 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         )
     if decision.withheld:
         warnings.append(f"{decision.withheld} account removals withheld: {decision.reason}")
-    group_plan, group_decision = _plan_groups(run, config, snapshot, triaged, groups_snapshot, plan, decision)
+    group_plan, group_decision = _plan_groups(
+        run, config, snapshot, triaged, groups_snapshot, plan, decision, linked
+    )
     if group_plan is not None:
         warnings += group_plan.warnings
         if group_decision is not None and group_decision.withheld:
@@ -196,13 +200,13 @@ def _synchronize(run: SyncRun) -> dict[str, Any]:
         state.last_success_at = timezone.now()
         state.last_read_started_at = read_started
         state.save(update_fields=["config_fingerprint", "last_success_at", "last_read_started_at", "cursor"])
-    _record_events(run, plan, decision, applied)
+    _record_events(run, plan, decision, SyncEvent.ObjectType.ACCOUNT, applied)
     counts = plan.counts()
     counts["removed"] = sum(decision.allows(change.key) for change in plan.of(REMOVE))
     all_counts = {"accounts": counts}
     conflicts, withheld, reasons = len(plan.of(CONFLICT)), decision.withheld, [decision.reason]
     if group_plan is not None and group_decision is not None:
-        _record_group_events(run, group_plan, group_decision)
+        _record_events(run, group_plan, group_decision, SyncEvent.ObjectType.GROUP, applied)
         group_counts = group_plan.counts()
         group_counts["removed"] = sum(group_decision.allows(change.key) for change in group_plan.of(REMOVE))
         all_counts["groups"] = group_counts
@@ -229,6 +233,7 @@ def _plan_groups(
     groups: GroupSnapshot | None,
     plan: Plan,
     decision: GuardDecision,
+    linked: dict[str, LinkedAccount],
 ) -> tuple[GroupPlan | None, GuardDecision | None]:
     """The groups' plan and guard, after the accounts' (members may be accounts this run creates)."""
     if groups is None:
@@ -242,12 +247,7 @@ def _plan_groups(
     if config.create_ou_groups and people_complete:
         derived = ou_groups(everyone, config)
     all_groups = [*groups.groups, *derived]
-    local_dns = {
-        dn: str(key)
-        for dn, key in Account.objects.filter(domain=run.domain, directory_guid__isnull=False).values_list(
-            "directory_dn", "directory_guid"
-        )
-    }
+    local_dns = {account.dn: key for key, account in linked.items()}
     resolver = resolver_for(
         people=everyone,
         skipped=people.skipped,
@@ -268,6 +268,7 @@ def _plan_groups(
         resolver=resolver,
         config=config,
         labels=labels,
+        account_keys={account.account_id: key for key, account in linked.items()},
         removing_account_keys=removing,
         taken_by_accounts=taken,
         ou_groups_enabled=config.create_ou_groups,
@@ -293,16 +294,16 @@ def _plan_groups(
     return group_plan, group_decision
 
 
-def _untouched_accounts(domain_id: int, triaged: Triage, changes: UsnChanges) -> list[SeenPerson]:
+def _untouched_accounts(
+    linked: dict[str, LinkedAccount], triaged: Triage, changes: UsnChanges
+) -> list[SeenPerson]:
     """With change tracking, every linked account the directory did not report changed or deleted is as it
     was: seen without being read. The ones reported but not among the users read left the DN or the filter."""
     read = {person.key for person in triaged.people} | {entry.guid for entry in triaged.skipped if entry.guid}
     gone = (changes.touched | changes.deleted) - read
     return [
-        SeenPerson(key=str(key), dn=dn, uid=username)
-        for key, dn, username in Account.objects.filter(domain_id=domain_id, directory_guid__isnull=False)
-        .values_list("directory_guid", "directory_dn", "username")
-        .iterator(chunk_size=5000)
+        SeenPerson(key=key, dn=account.dn, uid=account.username)
+        for key, account in linked.items()
         if key not in read and key not in gone
     ]
 
@@ -318,58 +319,32 @@ def _approved_keys(run: SyncRun) -> set[str] | None:
     )
 
 
-def _record_group_events(run: SyncRun, plan: GroupPlan, decision: GuardDecision) -> None:
-    created = {}
-    if not run.dry_run:
-        keys = [change.key for change in plan.changes if change.action == "create"]
-        created = {
-            str(key): pk
-            for key, pk in Group.objects.filter(domain=run.domain, directory_guid__in=keys).values_list(
-                "directory_guid", "pk"
-            )
-        }
-    events = []
-    for change in plan.changes:
-        action = change.action
-        if action == REMOVE and not decision.allows(change.key):
-            action = SyncEvent.Action.WITHHELD
-        events.append(
-            SyncEvent(
-                run=run,
-                object_type=SyncEvent.ObjectType.GROUP,
-                action=action,
-                label=change.label[:320],
-                directory_id=change.key[:64],
-                dn=change.dn,
-                group_id=(change.group_id if action != REMOVE or run.dry_run else None)
-                or created.get(change.key),
-                fields={name: [_jsonable(old), _jsonable(new)] for name, (old, new) in change.fields.items()},
-                reason=decision.reason if action == SyncEvent.Action.WITHHELD else change.reason,
-            )
-        )
-    SyncEvent.objects.bulk_create(events, batch_size=EVENT_BATCH)
-
-
-def _record_events(run: SyncRun, plan: Plan, decision: GuardDecision, applied: Applied | None) -> None:
+def _record_events(
+    run: SyncRun, changes: ChangeSet[Any], decision: GuardDecision, object_type: str, applied: Applied | None
+) -> None:
     """One event per object the run touched (or in a dry run would touch), exactly as planned."""
-    created_ids = applied.created_ids if applied else {}
+    created = applied.created_ids if applied else {}
+    link = "account_id" if object_type == SyncEvent.ObjectType.ACCOUNT else "group_id"
     events = []
-    for change in plan.changes:
+    for change in changes.changes:
         action = change.action
         if action == REMOVE and not decision.allows(change.key):
             action = SyncEvent.Action.WITHHELD
-        account_id = change.account_id if action != REMOVE or run.dry_run else None
+        # A removed object is gone: its event keeps the label and directory id, not a dangling link.
+        object_id = (
+            None if action == REMOVE and not run.dry_run else change.object_id or created.get(change.key)
+        )
         events.append(
             SyncEvent(
                 run=run,
-                object_type=SyncEvent.ObjectType.ACCOUNT,
+                object_type=object_type,
                 action=action,
                 label=change.label[:320],
                 directory_id=change.key[:64],
                 dn=change.dn,
-                account_id=account_id if account_id is not None else created_ids.get(change.key),
                 fields={name: [_jsonable(old), _jsonable(new)] for name, (old, new) in change.fields.items()},
                 reason=decision.reason if action == SyncEvent.Action.WITHHELD else change.reason,
+                **{link: object_id},
             )
         )
     SyncEvent.objects.bulk_create(events, batch_size=EVENT_BATCH)

@@ -8,15 +8,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from directory_sync.sync.changes import CREATE, REMOVE, RENAME, UPDATE
 from directory_sync.sync.config import SyncConfig
-from directory_sync.sync.groups import CREATE as GROUP_CREATE
-from directory_sync.sync.groups import REMOVE as GROUP_REMOVE
-from directory_sync.sync.groups import RENAME as GROUP_RENAME
-from directory_sync.sync.groups import UPDATE as GROUP_UPDATE
 from directory_sync.sync.groups import GroupChange, GroupPlan
 from directory_sync.sync.guard import GuardDecision
 from directory_sync.sync.local import chunked
-from directory_sync.sync.planning import CREATE, REMOVE, RENAME, UPDATE, AccountChange, Plan
+from directory_sync.sync.planning import AccountChange, Plan
 from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, Provenance
 from icewarp_admin.mailserver.services.accounts import apply_template
 from icewarp_admin.mailserver.services.mailboxes import create_mailbox, delete_mailbox
@@ -27,7 +24,9 @@ ACCOUNT_FIELDS = ("username", "full_name", "auth_mode", "auth_value", "enabled",
 
 @dataclass
 class Applied:
-    created_ids: dict[str, int] = field(default_factory=dict)  # directory key → new account id
+    created_ids: dict[str, int] = field(
+        default_factory=dict
+    )  # directory key → new account or group id (ids are unique in a directory)
     writes: int = 0
 
 
@@ -58,6 +57,7 @@ def apply_plan(
             applied.writes = len(creates) + len(updates) + len(removals) + len(plan.stamp_only)
             if group_plan is not None:
                 applied.writes += _apply_groups(
+                    applied,
                     group_plan,
                     decision=group_decision or GuardDecision(allow_removals=True),
                     domain=domain,
@@ -80,7 +80,7 @@ def apply_plan(
 
 
 def _remove(removals: list[AccountChange]) -> None:
-    ids = [change.account_id for change in removals if change.account_id is not None]
+    ids = [change.object_id for change in removals if change.object_id is not None]
     for batch in chunked(ids, BATCH):
         Account.objects.filter(pk__in=batch).delete()
 
@@ -88,7 +88,7 @@ def _remove(removals: list[AccountChange]) -> None:
 def _update(updates: list[AccountChange], now: Any) -> None:
     if not updates:
         return
-    ids = [change.account_id for change in updates if change.account_id is not None]
+    ids = [change.object_id for change in updates if change.object_id is not None]
     accounts = {
         account.pk: account
         for batch in chunked(ids, BATCH)
@@ -102,8 +102,8 @@ def _update(updates: list[AccountChange], now: Any) -> None:
     if renamed:
         # Usernames are unique per domain and may swap within one run: park them first.
         for change in renamed:
-            accounts[change.account_id].username = f"~sync~{change.account_id}"  # type: ignore[index]
-        parked = [accounts[change.account_id] for change in renamed]  # type: ignore[index]
+            accounts[change.object_id].username = f"~sync~{change.object_id}"  # type: ignore[index]
+        parked = [accounts[change.object_id] for change in renamed]  # type: ignore[index]
         Account.objects.bulk_update(parked, ["username"], batch_size=BATCH)
 
     changed_fields: set[str] = {
@@ -113,7 +113,7 @@ def _update(updates: list[AccountChange], now: Any) -> None:
         "directory_last_seen",
     }
     for change in updates:
-        account, person = accounts[change.account_id], change.person  # type: ignore[index]
+        account, person = accounts[change.object_id], change.person  # type: ignore[index]
         assert person is not None
         for name in ACCOUNT_FIELDS:
             if name in change.fields:
@@ -137,7 +137,7 @@ def _reorder_addresses(changes: list[AccountChange], *, domain_id: int) -> None:
             Address(
                 domain_id=domain_id,
                 local_part=local,
-                account_id=change.account_id,
+                account_id=change.object_id,
                 source=Provenance.DIRECTORY,
             )
             for change in changes
@@ -146,7 +146,7 @@ def _reorder_addresses(changes: list[AccountChange], *, domain_id: int) -> None:
         batch_size=BATCH,
     )
     plans = {
-        change.account_id: (change.alias_order, set(change.person.local_parts if change.person else ()))
+        change.object_id: (change.alias_order, set(change.person.local_parts if change.person else ()))
         for change in changes
     }
     touched = []
@@ -219,23 +219,25 @@ def _stamp_only(rows: list[tuple[int, str, str]], now: Any) -> None:
     )
 
 
-def _apply_groups(plan: GroupPlan, *, decision: GuardDecision, domain: Domain, now: Any) -> int:
+def _apply_groups(
+    applied: Applied, plan: GroupPlan, *, decision: GuardDecision, domain: Domain, now: Any
+) -> int:
     """Groups after accounts (members are resolved to the accounts this run created): removals, renames,
     creations, then the membership differences."""
-    removals = [change for change in plan.of(GROUP_REMOVE) if decision.allows(change.key)]
-    removed_ids = [change.group_id for change in removals if change.group_id is not None]
+    removals = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
+    removed_ids = [change.object_id for change in removals if change.object_id is not None]
     address_ids = list(Group.objects.filter(pk__in=removed_ids).values_list("address_id", flat=True))
     Group.objects.filter(pk__in=removed_ids).delete()
     Address.objects.filter(pk__in=address_ids).delete()
 
-    updates = plan.of(GROUP_UPDATE) + plan.of(GROUP_RENAME)
+    updates = plan.of(UPDATE) + plan.of(RENAME)
     groups = {
         group.pk: group
-        for group in Group.objects.filter(pk__in=[c.group_id for c in updates]).select_related("address")
+        for group in Group.objects.filter(pk__in=[c.object_id for c in updates]).select_related("address")
     }
     renamed_addresses = []
     for change in updates:
-        group, wanted = groups[change.group_id], change.group  # type: ignore[index]
+        group, wanted = groups[change.object_id], change.group  # type: ignore[index]
         assert wanted is not None
         if group.address.local_part != wanted.alias:
             group.address.local_part = wanted.alias
@@ -253,7 +255,7 @@ def _apply_groups(plan: GroupPlan, *, decision: GuardDecision, domain: Domain, n
         batch_size=BATCH,
     )
 
-    creates = plan.of(GROUP_CREATE)
+    creates = plan.of(CREATE)
     addresses = [
         Address(domain=domain, local_part=change.group.alias, source=Provenance.DIRECTORY)
         for change in creates
@@ -275,6 +277,7 @@ def _apply_groups(plan: GroupPlan, *, decision: GuardDecision, domain: Domain, n
         if change.group is not None
     ]
     Group.objects.bulk_create(new_groups, batch_size=BATCH)
+    applied.created_ids.update((str(group.directory_guid), group.pk) for group in new_groups)
 
     dropped = [member_id for change in updates for member_id in change.remove_member_ids]
     for batch in chunked(dropped, BATCH):

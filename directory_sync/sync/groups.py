@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -19,13 +19,13 @@ from directory_sync.ldap.entries import Entry
 from directory_sync.ldap.filters import DnError, dn_rdns, join_rdns
 from directory_sync.ldap.search import normalize_dn
 from directory_sync.rules.addresses import candidate_addresses, qualifying_local_parts
+from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, UPDATE, Change, ChangeSet
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.local import primary_addresses
 from directory_sync.sync.people import PersonRef, SkippedEntry, text, texts
-from icewarp_admin.mailserver.models import Account, Address, Group, GroupMember, Provenance
+from icewarp_admin.mailserver.models import Address, Group, GroupMember, Provenance
 from icewarp_admin.mailserver.validators import normalize_local_part
 
-CREATE, UPDATE, RENAME, REMOVE, SKIP, CONFLICT = "create", "update", "rename", "remove", "skip", "conflict"
 OU_KEY_PREFIX = "ou:"
 DEFAULT_ROOT_NAME = "Contacts"
 
@@ -49,31 +49,14 @@ class DirectoryGroup:
 
 
 @dataclass(frozen=True)
-class GroupChange:
-    action: str
-    key: str
-    label: str
-    dn: str = ""
-    group_id: int | None = None
+class GroupChange(Change):
     group: DirectoryGroup | None = None
-    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    reason: str = ""
     add_members: frozenset[MemberRef] = frozenset()
     remove_member_ids: tuple[int, ...] = ()
 
 
-@dataclass
-class GroupPlan:
-    changes: list[GroupChange] = field(default_factory=list)
-    unchanged: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def of(self, action: str) -> list[GroupChange]:
-        return [change for change in self.changes if change.action == action]
-
-    def counts(self) -> dict[str, int]:
-        names = {"created": CREATE, "updated": UPDATE, "renamed": RENAME, "removed": REMOVE, "skipped": SKIP}
-        return {**{name: len(self.of(action)) for name, action in names.items()}, "unchanged": self.unchanged}
+class GroupPlan(ChangeSet[GroupChange]):
+    pass
 
 
 def ascii_alias(name: str) -> str:
@@ -257,6 +240,7 @@ def plan_groups(
     resolver: MemberResolver,
     config: SyncConfig,
     labels: dict[str, str],
+    account_keys: Mapping[int, str],
     removing_account_keys: Iterable[str] = (),
     taken_by_accounts: Iterable[str] = (),
     ou_groups_enabled: bool = False,
@@ -271,7 +255,7 @@ def plan_groups(
     if leave_ou_groups_alone:
         # The user search did not finish: OU groups cannot be derived, so they stay exactly as they are.
         local = {key: group for key, group in local.items() if not key.startswith(OU_KEY_PREFIX)}
-    current_members = _current_members(local.values(), config.domain_id)
+    current_members = _current_members(local.values(), account_keys)
     alias_owner = dict(
         Address.objects.filter(domain_id=config.domain_id, local_part__in=[group.alias for group in groups])
         .values_list("local_part", "pk")
@@ -341,7 +325,7 @@ def plan_groups(
                 key=group.key,
                 label=label,
                 dn=group.dn,
-                group_id=existing.id if existing else None,
+                object_id=existing.id if existing else None,
                 group=group,
                 fields=fields,
                 reason="new in the directory" if action == CREATE else "changed in the directory",
@@ -440,16 +424,11 @@ def _group_fields(
 
 
 def _current_members(
-    groups: Iterable[LocalGroup], domain_id: int
+    groups: Iterable[LocalGroup], account_keys: Mapping[int, str]
 ) -> dict[int, dict[MemberRef, tuple[int, str]]]:
     """The members of the synced groups as references → (membership id, provenance)."""
     ids = [group.id for group in groups]
     keys_by_group = {group.id: group.key for group in groups}
-    account_keys = dict(
-        Account.objects.filter(domain_id=domain_id, directory_guid__isnull=False).values_list(
-            "pk", "directory_guid"
-        )
-    )
     current: dict[int, dict[MemberRef, tuple[int, str]]] = {group_id: {} for group_id in ids}
     for pk, group_id, account_id, member_group_id, remote, source in GroupMember.objects.filter(
         group_id__in=ids

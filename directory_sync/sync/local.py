@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from icewarp_admin.mailserver.models import Account, Address, Group, Provenance
+from icewarp_admin.mailserver.models import Account, Address, Group
 
 CHUNK = 2000
 T = TypeVar("T")
@@ -25,9 +25,13 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
 
 
 @dataclass(frozen=True)
-class LinkedStamp:
+class LinkedAccount:
+    """What a run needs of every synced account, whatever the directory says: one narrow row each."""
+
     account_id: int
     change_stamp: str
+    dn: str
+    username: str
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,6 @@ class LocalAccount:
     def primary(self) -> str:
         return self.aliases[0][1] if self.aliases else ""
 
-    def directory_aliases(self) -> tuple[str, ...]:
-        return tuple(local for _, local, source in self.aliases if source == Provenance.DIRECTORY)
-
     def field_values(self) -> dict[str, Any]:
         return {
             "username": self.username,
@@ -65,12 +66,12 @@ class LocalAccount:
         }
 
 
-def linked_stamps(domain_id: int) -> dict[str, LinkedStamp]:
-    """Directory key → (account id, change stamp) of every linked account (one narrow query)."""
+def linked_accounts(domain_id: int) -> dict[str, LinkedAccount]:
+    """Directory key → the synced account (id, stamp, DN, username): read once per run, used by each step."""
     rows = Account.objects.filter(domain_id=domain_id, directory_guid__isnull=False).values_list(
-        "directory_guid", "pk", "directory_change_stamp"
+        "directory_guid", "pk", "directory_change_stamp", "directory_dn", "username"
     )
-    return {str(key): LinkedStamp(pk, stamp) for key, pk, stamp in rows}
+    return {str(key): LinkedAccount(pk, stamp, dn, username) for key, pk, stamp, dn, username in rows}
 
 
 def load_accounts(account_ids: Iterable[int]) -> dict[int, LocalAccount]:

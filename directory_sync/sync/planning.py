@@ -5,39 +5,27 @@ The same plan serves the dry run, the preview, the history (its events) and the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, SKIP, UPDATE, Change, ChangeSet
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.local import (
-    LinkedStamp,
+    LinkedAccount,
     LocalAccount,
     Owner,
     address_owners,
-    linked_stamps,
     load_accounts,
     username_owners,
 )
 from directory_sync.sync.people import DirectoryPerson, SeenPerson, SkippedEntry
 from icewarp_admin.mailserver.models import Account, Provenance
 
-CREATE, UPDATE, RENAME, REMOVE, SKIP, CONFLICT = "create", "update", "rename", "remove", "skip", "conflict"
-COUNTERS = {"created": CREATE, "updated": UPDATE, "renamed": RENAME, "removed": REMOVE, "skipped": SKIP}
-
 
 @dataclass(frozen=True)
-class AccountChange:
-    """One planned action on one account, with every field it changes (before → after) and why."""
-
-    action: str
-    key: str
-    label: str
-    dn: str = ""
-    account_id: int | None = None
+class AccountChange(Change):
     person: DirectoryPerson | None = None
-    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    reason: str = ""
     # What the apply does with addresses: local parts to add, address ids to drop, the final order.
     add_aliases: tuple[str, ...] = ()
     drop_address_ids: tuple[int, ...] = ()
@@ -46,27 +34,10 @@ class AccountChange:
 
 
 @dataclass
-class Plan:
-    changes: list[AccountChange] = field(default_factory=list)
-    unchanged: int = 0
+class Plan(ChangeSet[AccountChange]):
     # Accounts whose entry changed only in what the console does not keep: new stamp and DN, no event.
     stamp_only: list[tuple[int, str, str]] = field(default_factory=list)
     full_scan: bool = True
-    warnings: list[str] = field(default_factory=list)
-
-    def of(self, action: str) -> list[AccountChange]:
-        return [change for change in self.changes if change.action == action]
-
-    def counts(self) -> dict[str, int]:
-        counts = {name: len(self.of(action)) for name, action in COUNTERS.items()}
-        return {**counts, "unchanged": self.unchanged}
-
-    @property
-    def writes(self) -> bool:
-        """Whether applying the plan writes anything at all."""
-        return bool(self.stamp_only) or any(
-            c.action in {CREATE, UPDATE, RENAME, REMOVE} for c in self.changes
-        )
 
 
 @dataclass
@@ -89,11 +60,11 @@ def plan_accounts(
     skipped: Sequence[SkippedEntry],
     config: SyncConfig,
     full_scan: bool,
+    linked: Mapping[str, LinkedAccount],
     unchanged: Sequence[SeenPerson] = (),
 ) -> Plan:
     """Compare what the directory says with what the domain has; only changed entries get a close look."""
     plan = Plan(full_scan=full_scan)
-    linked = linked_stamps(config.domain_id)
     by_key = _unique_people(people, plan)
     to_process = list(by_key.values())
     plan.unchanged += len(unchanged)
@@ -164,7 +135,9 @@ def _unique_people(people: Sequence[DirectoryPerson], plan: Plan) -> dict[str, D
     return by_key
 
 
-def _adopt_mail_keyed(people: Sequence[DirectoryPerson], linked: dict[str, LinkedStamp]) -> dict[str, str]:
+def _adopt_mail_keyed(
+    people: Sequence[DirectoryPerson], linked: Mapping[str, LinkedAccount]
+) -> dict[str, str]:
     """Accounts linked by e-mail (synced while no GUID was readable) are taken over by their entry's GUID."""
     adopted: dict[str, str] = {}
     for person in people:
@@ -178,7 +151,7 @@ def _adopt_mail_keyed(people: Sequence[DirectoryPerson], linked: dict[str, Linke
 
 
 def _leaving(
-    linked: dict[str, LinkedStamp],
+    linked: Mapping[str, LinkedAccount],
     present: set[str],
     adopted: dict[str, str],
     skipped: Sequence[SkippedEntry],
@@ -252,7 +225,7 @@ def _conflict(person: DirectoryPerson, problem: str, current: LocalAccount | Non
         key=person.key,
         label=person.local_parts[0] if person.local_parts else person.dn,
         dn=person.dn,
-        account_id=current.id if current else None,
+        object_id=current.id if current else None,
         person=person,
         reason=f"{problem}; left as it was",
     )
@@ -337,7 +310,7 @@ def _update(person: DirectoryPerson, current: LocalAccount, config: SyncConfig) 
         key=person.key,
         label=f"{person.local_parts[0]}@{config.domain_name}",
         dn=person.dn,
-        account_id=current.id,
+        object_id=current.id,
         person=person,
         fields=fields,
         add_aliases=add,
@@ -354,7 +327,7 @@ def _remove(account: LocalAccount, reason: str, config: SyncConfig) -> AccountCh
         key=account.key,
         label=f"{account.primary or account.username}@{config.domain_name}",
         dn=account.dn,
-        account_id=account.id,
+        object_id=account.id,
         reason=reason,
         mailbox_path=account.mailbox_path,
         fields={"username": (account.username, None)},
