@@ -12,17 +12,30 @@ import time
 from pathlib import Path
 
 from benchmarks._django import setup_benchmark_database
+from devservers.ldif import people_ldif
+
+DEPARTMENTS = ["Sales", "Engineering", "Support", "Finance", "Legal", "Operations"]
 
 
-def people_ldif(count: int) -> str:
-    departments = ["Sales", "Engineering", "Support", "Finance", "Legal", "Operations"]
-    return "".join(
-        f"dn: uid=u{n:06d},ou={departments[n % 6]},dc=example,dc=com\nobjectClass: inetOrgPerson\n"
-        f"uid: u{n:06d}\ncn: User {n}\nsn: User\ngivenName: Person{n}\ndisplayName: Person {n} User\n"
-        f"mail: u{n:06d}@example.com\nmail: person.{n}@example.com\ntitle: {departments[n % 6]} staff\n"
-        f"telephoneNumber: +1 555 {n:07d}\n\n"
-        for n in range(count)
-    )
+def people_in_departments(count: int) -> str:
+    """count people spread over six OUs, with the attributes the default vCard map reads."""
+    parts = []
+    for index, department in enumerate(DEPARTMENTS):
+
+        def more(number: int, department: str = department, index: int = index) -> list[tuple[str, str]]:
+            return [
+                ("givenName", f"Person{number}"),
+                ("displayName", f"Person {number} {department}"),
+                ("mail", f"person.{number}.{department.lower()}@example.com"),
+                ("title", f"{department} staff"),
+                ("telephoneNumber", f"+1 555 {index}{number:06d}"),
+            ]
+
+        size = count // 6 + (index < count % 6)
+        parts.append(
+            people_ldif(size, parent=f"ou={department},dc=example,dc=com", prefix=f"u{index}x", extra=more)
+        )
+    return "".join(parts)
 
 
 def main() -> None:
@@ -38,10 +51,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     units = "".join(
         f"dn: ou={name},dc=example,dc=com\nobjectClass: organizationalUnit\nou: {name}\n\n"
-        for name in ["Sales", "Engineering", "Support", "Finance", "Legal", "Operations"]
+        for name in DEPARTMENTS
     )
     started = time.perf_counter()
-    server = start_slapd(folder / "slapd", ldifs=[units, people_ldif(count)])
+    server = start_slapd(folder / "slapd", ldifs=[units, people_in_departments(count)])
     print(f"sync [{vendor}]: slapd loaded with {count:,} people in {time.perf_counter() - started:.1f} s")
     # Entries stamped within two seconds of a run's read are read again by the next run (modifyTimestamp has
     # one-second resolution); a directory loaded a moment ago would make the no-change run look like a change.

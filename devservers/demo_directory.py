@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from .slapd import _ldif_line
+from .ldif import ldif_line
 
 __all__ = ["CONTRACTOR_MAIL_DOMAIN", "DEMO_PASSWORD", "demo_ldif", "demo_people"]
 
@@ -182,7 +182,7 @@ def demo_people(base_dn: str = "dc=example,dc=com", mail_domain: str = "example.
 
 def _entry(dn: str, attrs: list[tuple[str, str]]) -> str:
     """One LDIF entry."""
-    return "\n".join([_ldif_line("dn", dn), *(_ldif_line(a, v) for a, v in attrs)]) + "\n"
+    return "\n".join([ldif_line("dn", dn), *(ldif_line(a, v) for a, v in attrs)]) + "\n"
 
 
 def _person_entry(p: DemoPerson, index: int) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _proc
+from .ldif import ldif_line
 from .ports import free_ports
 from .tls import cached_server_bundle, make_ca
 
@@ -45,19 +46,6 @@ def _ssha(password: str) -> str:
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
 
 
-def _ldif_line(attr: str, value: str) -> str:
-    """One LDIF attribute line, base64-encoded when the value is not LDIF-safe."""
-    safe = (
-        value.isascii()
-        and value.isprintable()
-        and not value.startswith((" ", ":", "<"))
-        and value == value.rstrip()
-    )
-    if safe:
-        return f"{attr}: {value}"
-    return f"{attr}:: {base64.b64encode(value.encode()).decode()}"
-
-
 def _first_rdn(dn: str) -> tuple[str, str]:
     """Split the first RDN of a DN into (attribute type lowercased, unescaped value)."""
     i, escaped = 0, False
@@ -82,14 +70,14 @@ def _first_rdn(dn: str) -> tuple[str, str]:
 def _base_entry_ldif(base_dn: str) -> str:
     """LDIF for the suffix entry, derived from the first RDN (dc -> dcObject+organization, o, ou)."""
     attr, value = _first_rdn(base_dn)
-    lines = [_ldif_line("dn", base_dn), "objectClass: top"]
+    lines = [ldif_line("dn", base_dn), "objectClass: top"]
     if attr == "dc":
-        lines += ["objectClass: dcObject", "objectClass: organization", _ldif_line("dc", value)]
-        lines.append(_ldif_line("o", value))
+        lines += ["objectClass: dcObject", "objectClass: organization", ldif_line("dc", value)]
+        lines.append(ldif_line("o", value))
     elif attr == "o":
-        lines += ["objectClass: organization", _ldif_line("o", value)]
+        lines += ["objectClass: organization", ldif_line("o", value)]
     elif attr == "ou":
-        lines += ["objectClass: organizationalUnit", _ldif_line("ou", value)]
+        lines += ["objectClass: organizationalUnit", ldif_line("ou", value)]
     else:
         raise ValueError(f"unsupported suffix {base_dn!r}: first RDN must be dc=, o= or ou=")
     return "\n".join(lines) + "\n"

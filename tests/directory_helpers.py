@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from devservers.ldif import ldif_line
 from devservers.slapd import SlapdInstance
 from directory_sync.models import DirectorySettings, SyncRun
 from directory_sync.services.settings import save_directory_settings
@@ -14,17 +14,6 @@ from directory_sync.services.sync import create_run, execute_run
 from icewarp_admin.mailserver.models import Domain
 
 _counter = itertools.count(1)
-
-
-def ldif_value(name: str, value: str) -> str:
-    if (
-        value.isascii()
-        and value.isprintable()
-        and not value.startswith((" ", ":", "<"))
-        and value == value.strip()
-    ):
-        return f"{name}: {value}"
-    return f"{name}:: {base64.b64encode(value.encode()).decode()}"
 
 
 @dataclass
@@ -37,7 +26,7 @@ class Directory:
 
     def add_ou(self, name: str, parent: str | None = None) -> str:
         dn = f"ou={name},{parent or self.base_dn}"
-        self.slapd.ldapadd(f"dn: {dn}\nobjectClass: organizationalUnit\n{ldif_value('ou', name)}\n")
+        self.slapd.ldapadd(f"dn: {dn}\nobjectClass: organizationalUnit\n{ldif_line('ou', name)}\n")
         return dn
 
     def add_person(
@@ -54,14 +43,14 @@ class Directory:
         """An inetOrgPerson; keyword attributes are added as given (a list for several values)."""
         dn = f"uid={uid},{parent or self.base_dn}"
         lines = [f"dn: {dn}", "objectClass: inetOrgPerson", f"uid: {uid}"]
-        lines += [ldif_value("cn", cn or uid.title()), ldif_value("sn", sn)]
+        lines += [ldif_line("cn", cn or uid.title()), ldif_line("sn", sn)]
         if given_name:
-            lines.append(ldif_value("givenName", given_name))
+            lines.append(ldif_line("givenName", given_name))
         mails = [mail] if isinstance(mail, str) else (mail if mail is not None else [f"{uid}@example.com"])
-        lines += [ldif_value("mail", value) for value in mails]
+        lines += [ldif_line("mail", value) for value in mails]
         for name, value in attributes.items():
             for item in value if isinstance(value, list) else [value]:
-                lines.append(ldif_value(name, str(item)))
+                lines.append(ldif_line(name, str(item)))
         self.slapd.ldapadd("\n".join(lines) + "\n")
         return dn
 
@@ -74,7 +63,7 @@ class Directory:
             else:
                 parts.append(f"replace: {name}")
                 parts += [
-                    ldif_value(name, str(item)) for item in (value if isinstance(value, list) else [value])
+                    ldif_line(name, str(item)) for item in (value if isinstance(value, list) else [value])
                 ]
                 parts.append("-")
         self.slapd.ldapmodify("\n".join(parts) + "\n")

@@ -17,6 +17,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from devservers.ldif import people_ldif
 from devservers.redis import RedisInstance, start_redis
 from devservers.slapd import SlapdInstance, start_slapd
 from directory_sync.models import SyncRun
@@ -29,14 +30,6 @@ from tests.directory_helpers import Directory, configure, new_directory, sync
 from tests.servers import ROOT, Worker, database_url, switch_broker
 
 BACKGROUND = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def people_ldif(count: int, prefix: str = "p") -> str:
-    return "".join(
-        f"dn: uid={prefix}{n:05d},dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: {prefix}{n:05d}\n"
-        f"cn: Person {n}\nsn: Person\nmail: {prefix}{n:05d}@example.com\n\n"
-        for n in range(count)
-    )
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float = 60, every: float = 0.1) -> Any:

@@ -396,21 +396,17 @@ def test_a_referral_is_never_read_as_gone(domain: Domain, directory: Directory) 
 def test_a_directory_that_dies_mid_run_changes_nothing(
     domain: Domain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from devservers.ldif import people_ldif
     from devservers.slapd import start_slapd
 
-    people = "".join(
-        f"dn: uid=p{n:04d},dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: p{n:04d}\ncn: P {n}\nsn: P\n"
-        f"mail: p{n:04d}@example.com\n\n"
-        for n in range(1500)
-    )
-    server = start_slapd(tmp_path / "dying", ldifs=[people])
+    server = start_slapd(tmp_path / "dying", ldifs=[people_ldif(1500)])
     try:
         directory = Directory(slapd=server, base_dn="dc=example,dc=com")
         configure(domain, directory, account_filter="(&(objectClass=inetOrgPerson)(mail=*))")
         assert sync(domain).status == "succeeded"
         before = json.dumps(domain_export(domain=domain), sort_keys=True)
-        server.ldapmodify("dn: uid=p0001,dc=example,dc=com\nchangetype: modify\nreplace: cn\ncn: Renamed\n")
-        server.ldapdelete("uid=p0002,dc=example,dc=com")
+        server.ldapmodify("dn: uid=p00001,dc=example,dc=com\nchangetype: modify\nreplace: cn\ncn: Renamed\n")
+        server.ldapdelete("uid=p00002,dc=example,dc=com")
 
         import directory_sync.services.sync as runner
 

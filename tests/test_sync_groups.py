@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devservers.ldif import people_ldif
 from devservers.slapd import SlapdInstance, start_slapd
 from directory_sync.models import SyncEvent, SyncRun
 from icewarp_admin.mailserver.models import Account, Domain, Group, GroupMember
@@ -253,11 +254,7 @@ def test_moving_a_user_moves_its_ou_membership_and_empty_units_go(
 
 
 def test_a_5000_member_group(domain: Domain, tmp_path: Path) -> None:
-    people = "".join(
-        f"dn: uid=m{n:05d},dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: m{n:05d}\ncn: M {n}\nsn: M\n"
-        f"mail: m{n:05d}@example.com\n\n"
-        for n in range(5000)
-    )
+    people = people_ldif(5000, prefix="m")
     members = "".join(f"member: uid=m{n:05d},dc=example,dc=com\n" for n in range(5000))
     group = f"dn: cn=everyone,dc=example,dc=com\nobjectClass: groupOfNames\ncn: everyone\n{members}\n"
     server = start_slapd(tmp_path / "big", ldifs=[people, group])
