@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from directory_sync.ldap.entries import Entry
 from directory_sync.models import DirectorySettings
 from directory_sync.rules.addresses import accepted_domains, candidate_addresses, qualifying_local_parts
 from directory_sync.servers.active_directory import ACTIVE_DIRECTORY, UserAccountControl
-from directory_sync.sync.config import build_config
+from directory_sync.sync.config import SyncConfig, build_config
 from directory_sync.sync.people import DirectoryPerson, SkippedEntry, map_entry
 from icewarp_admin.mailserver.models import Domain
 
@@ -36,16 +37,19 @@ def ad_entry(**attributes: list[str | bytes]) -> Entry:
     return Entry(dn="CN=Alice Anders,OU=Staff,DC=corp,DC=example,DC=local", attributes=base)
 
 
-def ad_config(domain: Domain, **values: object) -> object:
-    settings = DirectorySettings(
-        domain=domain, host="dc1.corp.example.local", base_dn="DC=corp,DC=example,DC=local", server_type="ad",
-        login_source="upn", **values,
-    )  # fmt: skip
-    return build_config(settings)
+def ad_config(domain: Domain, **values: Any) -> SyncConfig:
+    settings = {
+        "host": "dc1.corp.example.local",
+        "base_dn": "DC=corp,DC=example,DC=local",
+        "server_type": "ad",
+        "login_source": "upn",
+        **values,
+    }
+    return build_config(DirectorySettings(domain=domain, **settings))
 
 
 def test_object_guid_is_a_guid_string_and_proxy_addresses_give_the_aliases(domain: Domain) -> None:
-    person = map_entry(ad_entry(), ad_config(domain))  # type: ignore[arg-type]
+    person = map_entry(ad_entry(), ad_config(domain))
     assert isinstance(person, DirectoryPerson)
     assert person.guid == str(GUID) and person.key == str(GUID)
     assert person.local_parts == ("alice.anders", "alice")  # SMTP: is primary; X400 and SIP are not mail
@@ -62,9 +66,7 @@ def test_object_guid_is_a_guid_string_and_proxy_addresses_give_the_aliases(domai
     ],
 )
 def test_auth_value_for_each_login_source(domain: Domain, login_source: str, expected: str) -> None:
-    config = ad_config(domain)
-    config = type(config)(**{**config.__dict__, "login_source": login_source})
-    person = map_entry(ad_entry(), config)  # type: ignore[arg-type]
+    person = map_entry(ad_entry(), ad_config(domain, login_source=login_source))
     assert isinstance(person, DirectoryPerson) and person.auth_value == expected
 
 
@@ -72,7 +74,7 @@ def test_auth_value_for_each_login_source(domain: Domain, login_source: str, exp
     ("flags", "enabled"), [("512", True), ("514", False), ("66050", False), ("66048", True)]
 )
 def test_user_account_control_disabled_bit(domain: Domain, flags: str, enabled: bool) -> None:
-    person = map_entry(ad_entry(userAccountControl=[flags]), ad_config(domain))  # type: ignore[arg-type]
+    person = map_entry(ad_entry(userAccountControl=[flags]), ad_config(domain))
     assert isinstance(person, DirectoryPerson) and person.enabled is enabled
     assert (UserAccountControl.ACCOUNTDISABLE in UserAccountControl(int(flags))) is not enabled
     assert ACTIVE_DIRECTORY.has_disabled_flag
@@ -80,7 +82,7 @@ def test_user_account_control_disabled_bit(domain: Domain, flags: str, enabled: 
 
 def test_login_alias_and_username_from_login(domain: Domain) -> None:
     config = ad_config(domain, add_login_to_aliases=True, username_source="login")
-    person = map_entry(ad_entry(proxyAddresses=["SMTP:anders@example.com"], mail=[]), config)  # type: ignore[arg-type]
+    person = map_entry(ad_entry(proxyAddresses=["SMTP:anders@example.com"], mail=[]), config)
     assert isinstance(person, DirectoryPerson)
     assert person.local_parts == ("anders", "alice")
     assert person.username == "alice"
@@ -88,7 +90,7 @@ def test_login_alias_and_username_from_login(domain: Domain) -> None:
 
 def test_an_invalid_username_is_skipped_with_the_reason(domain: Domain) -> None:
     config = ad_config(domain, username_source="cn")
-    skipped = map_entry(ad_entry(cn=["../../etc"]), config)  # type: ignore[arg-type]
+    skipped = map_entry(ad_entry(cn=["../../etc"]), config)
     assert isinstance(skipped, SkippedEntry) and not skipped.leaves_domain
     assert "username" in skipped.reason
 
