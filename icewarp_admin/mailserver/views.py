@@ -308,16 +308,12 @@ def handle_account_action(
 def account_delete(request: HtmxHttpRequest, name: str, username: str) -> HttpResponse:
     require_permission(request, "mailserver.delete_account")
     account = get_object_or_404(Account, domain__name=name, username=username)
-    if selectors.synced_while_active(account):
-        # The next run would create it again, with an empty mailbox: the directory is where it goes.
-        messages.error(
-            request,
-            f"{username}@{name} comes from the directory, which is synchronized: remove it there (or from "
-            "the user filter) and the sync removes it here. Nothing was changed.",
-        )
-        return redirect("mailserver:account_detail", name=name, username=username)
     delete_folder = request.POST.get("delete_mailbox") == "on"
-    account_services.delete_account(account=account, delete_mailbox_folder=delete_folder)
+    try:
+        account_services.delete_account(account=account, delete_mailbox_folder=delete_folder)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("mailserver:account_detail", name=name, username=username)
     kept = "" if delete_folder else " Its mailbox folder was kept."
     messages.success(request, f"Account {username}@{name} removed.{kept}")
     return redirect("mailserver:account_list", name=name)

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from icewarp_admin.mailserver.models import Account, AccountState, Address, Domain, Provenance, UserTemplate
+from icewarp_admin.mailserver.selectors import synced_while_active
 from icewarp_admin.mailserver.services.addresses import ensure_address_free
 from icewarp_admin.mailserver.services.mailboxes import create_mailbox, delete_mailbox
 from icewarp_admin.mailserver.validators import normalize_local_part, normalize_username
@@ -140,6 +141,12 @@ def return_personal_data_to_directory(*, account: Account) -> Account:
 
 def delete_account(*, account: Account, delete_mailbox_folder: bool = False) -> None:
     """Remove an account and its addresses; its mailbox folder stays unless asked otherwise."""
+    if synced_while_active(account):
+        # The next run would create it again, with an empty mailbox: the directory is where it goes.
+        raise ValidationError(
+            f"{account} comes from the directory, which is synchronized: remove it there (or from the user "
+            "filter) and the sync removes it here. Nothing was changed."
+        )
     mailbox = account.mailbox_path
     with transaction.atomic():
         account.delete()
