@@ -44,7 +44,7 @@ def main() -> None:
     from devservers.slapd import start_slapd
     from directory_sync.models import SyncRun
     from directory_sync.services.settings import save_directory_settings
-    from directory_sync.services.sync import create_run, execute_run
+    from directory_sync.services.sync import run_now
     from icewarp_admin.mailserver.models import Account
     from icewarp_admin.mailserver.services.domains import create_domain
 
@@ -70,9 +70,8 @@ def main() -> None:
         )  # fmt: skip
 
         def timed_run(label: str) -> SyncRun:
-            run = create_run(domain=domain, trigger=SyncRun.Trigger.COMMAND, requested_by="benchmark")
             begin = time.perf_counter()
-            run = execute_run(run_id=run.pk)
+            run = run_now(domain=domain, trigger=SyncRun.Trigger.COMMAND, requested_by="benchmark").run
             seconds = time.perf_counter() - begin
             accounts = run.counts.get("accounts", {})
             rate = count / seconds if seconds else 0

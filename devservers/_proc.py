@@ -124,6 +124,17 @@ def send_signal(pid: int, name: str, sig: signal.Signals) -> bool:
     return True
 
 
+def stopped(pid: int) -> bool:
+    """True once every thread of pid is stopped by SIGSTOP (a signal is delivered asynchronously: a server
+    thread already running may answer one more request before it stops)."""
+    try:
+        tasks = list((Path("/proc") / str(pid) / "task").iterdir())
+        states = [(task / "stat").read_text().rsplit(")", 1)[-1].split()[0] for task in tasks]
+    except OSError:
+        return True
+    return all(state in ("T", "t") for state in states)
+
+
 def terminate(pid: int, name: str, timeout: float = 10.0) -> None:
     """SIGTERM (and SIGCONT, in case it is paused) then wait; SIGKILL if it does not exit within timeout."""
     if not send_signal(pid, name, signal.SIGTERM):

@@ -321,6 +321,7 @@ class SlapdInstance(_proc.SavedInstance):
         """SIGSTOP slapd: connections are accepted by the kernel but never answered (a hung server)."""
         if not _proc.send_signal(self.pid, _PROC_NAME, signal.SIGSTOP):
             raise RuntimeError(f"slapd pid {self.pid} is not running")
+        _proc.poll(lambda: _proc.stopped(self.pid), 5)
 
     def resume(self) -> None:
         """SIGCONT a paused slapd."""

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from directory_sync.servers.base import ServerProfile
 
 __all__ = [
+    "BackgroundJob",
     "ConnectionCheck",
     "DirectorySettings",
+    "JobStatus",
     "Keytab",
     "LoginSource",
     "ServerType",
@@ -200,43 +202,68 @@ class Keytab(models.Model):
         return self.file_name
 
 
-class ConnectionCheck(models.Model):
-    """One run of Test connection: a row with explicit states, polled by the tab until it ends."""
+class JobStatus(models.TextChoices):
+    """The one lifecycle of everything that runs in the background: queued → running → an ending."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
 
-    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="connection_checks")
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED)
+
+
+class BackgroundJob(models.Model):
+    """A row per job with explicit states; a worker claims it, beats while it runs, and ends it
+    (directory_sync.services.jobs). A job whose worker died stops beating and is failed by the reaper."""
+
+    Status = JobStatus
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="+")
     requested_by = models.CharField(max_length=150, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(
+        max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    result = models.JSONField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker running it."
+    )
 
     class Meta:
+        abstract = True
         ordering = ["-created_at", "-id"]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ConnectionCheck(BackgroundJob):
+    """One run of Test connection, polled by the tab until it ends."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="connection_checks")
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta(BackgroundJob.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"Test connection of {self.domain} ({self.status})"
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
 
-
-class SyncRun(models.Model):
-    """One synchronization of a domain (or a dry run of one): a row with explicit states, and its events."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped"
+class SyncRun(BackgroundJob):
+    """One synchronization of a domain (or a dry run of one), and its events."""
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Schedule"
@@ -247,14 +274,6 @@ class SyncRun(models.Model):
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="sync_runs")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
     dry_run = models.BooleanField(default=False)
-    requested_by = models.CharField(max_length=150, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life of the worker running it."
-    )
     # Progress, updated while running (the tab polls it).
     phase = models.CharField(max_length=20, blank=True)
     entries_read = models.PositiveIntegerField(default=0)
@@ -270,6 +289,16 @@ class SyncRun(models.Model):
     withheld_reason = models.TextField(blank=True)
     full_scan = models.BooleanField(
         default=True, help_text="Every entry was compared, not only changed ones."
+    )
+    tracking = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="How the run learned what changed: a full read (and why), syncrepl, USN...",
+    )
+    phases = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Seconds spent in each phase: read, load, plan, guard, apply, record.",
     )
     warnings = models.JSONField(default=list, blank=True)
     errors = models.JSONField(default=list, blank=True)
@@ -289,8 +318,7 @@ class SyncRun(models.Model):
     resolved_by = models.CharField(max_length=150, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(BackgroundJob.Meta):
         indexes = [models.Index(fields=["domain", "-created_at"])]
         constraints = [
             # The per-domain lock: at most one queued or running run per domain, kept by the database itself,
@@ -306,16 +334,6 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         kind = "Dry run" if self.dry_run else "Sync"
         return f"{kind} of {self.domain} #{self.pk} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.SKIPPED}
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
 
 
 class SyncEvent(models.Model):
@@ -373,6 +391,12 @@ class SyncState(models.Model):
         help_text="When the last successful run began reading: later stamps are re-read.",
     )
     cursor = models.JSONField(default=dict, blank=True, help_text="Server-specific change-tracking position.")
+    id_attribute = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="The id attribute the synced objects were linked by; when the settings name another, the "
+        "next run links them again by DN or address instead of removing and re-creating them.",
+    )
 
     def __str__(self) -> str:
         return f"Sync state of {self.domain}"

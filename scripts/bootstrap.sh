@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(openssl slapd ldap-utils redis-server krb5-user)
+# python-ldap (the sync's bulk reader) compiles against OpenLDAP's client library.
+PACKAGES+=(libldap2-dev libsasl2-dev)
 # Samba AD DC for tests/test_active_directory.py (devservers/samba.py): samba, samba-tool provision, ldb tools.
 PACKAGES+=(samba samba-ad-dc samba-ad-provision winbind ldb-tools)
 PYTHON=${PYTHON:-python3}
@@ -15,6 +17,10 @@ for package in "${PACKAGES[@]}"; do
 done
 # Debian splits venv/ensurepip out of python3; a Python built elsewhere (pyenv) has them already.
 "$PYTHON" -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+# python-ldap has no wheel: it needs a C compiler and the Python headers.
+command -v gcc >/dev/null || missing+=(gcc)
+"$PYTHON" -c "import os, sysconfig, sys; sys.exit(not os.path.exists(sysconfig.get_paths()['include'] + '/Python.h'))" \
+  || missing+=(python3-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "Missing Debian packages: ${missing[*]}. Run as root (or: sudo apt-get install ${missing[*]})." >&2

@@ -10,7 +10,7 @@ from devservers.ldif import ldif_line
 from devservers.slapd import SlapdInstance
 from directory_sync.models import DirectorySettings, SyncRun
 from directory_sync.services.settings import save_directory_settings
-from directory_sync.services.sync import create_run, execute_run
+from directory_sync.services.sync import run_now
 from icewarp_admin.mailserver.models import Domain
 
 _counter = itertools.count(1)
@@ -105,6 +105,7 @@ def configure(domain: Domain, directory: Directory, **values: Any) -> DirectoryS
 
 
 def sync(domain: Domain, *, dry_run: bool = False) -> SyncRun:
-    """One run, exactly as the command line and the Celery task do it."""
-    run = create_run(domain=domain, trigger=SyncRun.Trigger.COMMAND, requested_by="test", dry_run=dry_run)
-    return execute_run(run_id=run.pk)
+    """One run, exactly as the command line does it (through the per-domain lock, in this process)."""
+    start = run_now(domain=domain, trigger=SyncRun.Trigger.COMMAND, requested_by="test", dry_run=dry_run)
+    assert not start.joined, f"run #{start.run.pk} of {domain} was still active"
+    return start.run

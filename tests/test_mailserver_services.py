@@ -37,7 +37,9 @@ def maildir(root: Path, relative: str) -> Path:
     return root / relative
 
 
-def test_account_gets_a_maildir_and_its_username_as_primary_address(domain: Domain, mail_root: Path) -> None:
+def test_account_gets_a_mailbox_folder_and_its_username_as_primary_address(
+    domain: Domain, mail_root: Path
+) -> None:
     account = create_account(domain=domain, username="Alice", full_name=" Alice Anders ", password="s3cret!")
     assert account.username == "alice"
     assert account.full_name == "Alice Anders"
@@ -45,7 +47,7 @@ def test_account_gets_a_maildir_and_its_username_as_primary_address(domain: Doma
     assert [a.address for a in account.aliases.all()] == ["alice@example.com"]
     folder = maildir(mail_root, account.mailbox_path)
     assert folder == mail_root / "example.com" / "alice"
-    assert sorted(p.name for p in folder.iterdir()) == ["cur", "new", "tmp"]
+    assert folder.is_dir() and not any(folder.iterdir())  # the mail server makes cur, new, tmp on first use
 
 
 def test_template_applies_once_at_creation(domain: Domain) -> None:
@@ -101,6 +103,7 @@ def test_alias_order_primary_and_removal(domain: Domain) -> None:
 
 def test_removing_an_account_keeps_its_mailbox_unless_asked(domain: Domain, mail_root: Path) -> None:
     kept = create_account(domain=domain, username="dave")
+    (mail_root / kept.mailbox_path / "new").mkdir()  # the mail server's first delivery
     (mail_root / kept.mailbox_path / "new" / "1.eml").write_text("Subject: hi\n\nhello")
     delete_account(account=kept)
     assert (mail_root / "example.com" / "dave" / "new" / "1.eml").exists()
@@ -109,7 +112,7 @@ def test_removing_an_account_keeps_its_mailbox_unless_asked(domain: Domain, mail
     # A new account of the same name never inherits the old person's mail.
     again = create_account(domain=domain, username="dave")
     assert again.mailbox_path == "example.com/dave.1"
-    assert list((mail_root / again.mailbox_path / "new").iterdir()) == []
+    assert list((mail_root / again.mailbox_path).iterdir()) == []
 
     delete_account(account=again, delete_mailbox_folder=True)
     assert not (mail_root / "example.com" / "dave.1").exists()

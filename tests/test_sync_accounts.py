@@ -79,7 +79,9 @@ def test_first_sync_creates_accounts_with_mailboxes(
     assert (created.auth_mode, created.auth_value) == ("directory", f"{directory.slapd.ldap_url};{alice}")
     assert created.directory_dn == alice and created.directory_guid and created.directory_change_stamp
     assert created.vcard["TITLE"] == "CTO" and created.vcard["TEL;TYPE=PREF,WORK,VOICE"] == "+1 555 0100"
-    assert sorted(path.name for path in (mail_root / created.mailbox_path).iterdir()) == ["cur", "new", "tmp"]
+    # The folder reserves the mailbox; the mail server makes the Maildir inside on first use.
+    assert (mail_root / created.mailbox_path).is_dir()
+    assert created.directory_dn_hash and created.directory_uid == "alice"
     assert all(address.source == "directory" for address in created.aliases.all())
     exported = domain_export(domain=domain)
     assert [item["email"] for item in exported["accounts"]] == ["alice@example.com", "bob@example.com"]
@@ -122,6 +124,7 @@ def test_identity_survives_a_new_address_and_an_ou_move(
     configure(domain, directory)
     sync(domain)
     original = account("carol")
+    (mail_root / original.mailbox_path / "new").mkdir()  # the mail server's first delivery
     (mail_root / original.mailbox_path / "new" / "1.eml").write_text("Subject: keep me\n\nhi")
 
     directory.modify(dn, mail="caroline@example.com")
@@ -393,11 +396,13 @@ def test_a_referral_is_never_read_as_gone(domain: Domain, directory: Directory) 
     assert Account.objects.filter(username="tom").exists()
 
 
+@pytest.mark.parametrize("read", ["full", "changes only"])
 def test_a_directory_that_dies_mid_run_changes_nothing(
-    domain: Domain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    domain: Domain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
 ) -> None:
     from devservers.ldif import people_ldif
     from devservers.slapd import start_slapd
+    from directory_sync.ldap import BulkSession
 
     server = start_slapd(tmp_path / "dying", ldifs=[people_ldif(1500)])
     try:
@@ -408,20 +413,37 @@ def test_a_directory_that_dies_mid_run_changes_nothing(
         server.ldapmodify("dn: uid=p00001,dc=example,dc=com\nchangetype: modify\nreplace: cn\ncn: Renamed\n")
         server.ldapdelete("uid=p00002,dc=example,dc=com")
 
-        import directory_sync.services.sync as runner
+        if read == "full":
+            # An equivalent filter is a settings change: the next run reads everything, and dies at entry 500.
+            configure(domain, directory, account_filter="(&(mail=*)(objectClass=inetOrgPerson))")
+            import directory_sync.services.sync as runner
 
-        original = runner._progress
+            original = runner._progress
 
-        def kill_after_a_few_pages(run: SyncRun, **fields: Any) -> None:
-            original(run, **fields)
-            if fields.get("entries_read", 0) >= 500:
-                server.kill()
+            def kill_after_a_few_pages(run: SyncRun, **fields: Any) -> None:
+                original(run, **fields)
+                if fields.get("entries_read", 0) >= 500:
+                    server.kill()
 
-        monkeypatch.setattr(runner, "_progress", kill_after_a_few_pages)
+            monkeypatch.setattr(runner, "_progress", kill_after_a_few_pages)
+        else:
+            refresh = BulkSession.syncrepl_refresh
+
+            def die_first(self: BulkSession, *args: Any, **kwargs: Any) -> Any:
+                if kwargs.get("cookie"):  # the refresh of the changes, not the reading of the position
+                    server.kill()
+                return refresh(self, *args, **kwargs)
+
+            monkeypatch.setattr(BulkSession, "syncrepl_refresh", die_first)
         run = sync(domain)
         assert run.status == "failed"
         assert run.errors and "127.0.0.1" in run.errors[0]
         assert json.dumps(domain_export(domain=domain), sort_keys=True) == before
+        server.restart()
+        monkeypatch.undo()
+        again = sync(domain)
+        assert again.status == "succeeded"
+        assert counts(again)["removed"] == 1 and counts(again)["updated"] == 1
     finally:
         server.stop()
 
@@ -468,8 +490,13 @@ def test_command_line_json_and_exit_codes(domain: Domain, directory: Directory) 
         "warnings",
         "errors",
         "duration_s",
+        "run",
+        "full_scan",
+        "tracking",
+        "phases",
     }
     assert set(summary) == keys
+    assert set(summary["phases"]) == {"read", "load", "plan", "guard", "record"}  # a dry run applies nothing
     assert summary["dry_run"] is True and summary["accounts"]["created"] == 1
     assert not Account.objects.exists()
     out = StringIO()

@@ -23,7 +23,7 @@ from django.utils import timezone
 from devservers.slapd import SlapdInstance
 from directory_sync import selectors
 from directory_sync.models import DirectorySettings, SyncEvent, SyncRun
-from directory_sync.services.sync import create_run, execute_run
+from directory_sync.services import sync as sync_service
 from icewarp_admin.mailserver.models import Account, Domain
 from icewarp_admin.mailserver.roles import ADMINISTRATORS
 from icewarp_admin.mailserver.services.accounts import delete_account
@@ -62,8 +62,9 @@ class History:
 
 
 def run_now(domain: Domain, trigger: str, requested_by: str = "", *, dry_run: bool = False) -> SyncRun:
-    run = create_run(domain=domain, trigger=trigger, requested_by=requested_by, dry_run=dry_run)
-    return execute_run(run_id=run.pk)
+    start = sync_service.run_now(domain=domain, trigger=trigger, requested_by=requested_by, dry_run=dry_run)
+    assert not start.joined
+    return start.run
 
 
 @pytest.fixture

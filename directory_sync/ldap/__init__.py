@@ -1,5 +1,7 @@
-"""The only package that imports ldap3: sessions, paged searches and the root DSE, as plain data."""
+"""The only package that imports an LDAP library: ldap3 for the console, python-ldap for the sync's bulk reads
+and syncrepl; sessions, paged searches and the root DSE, as plain data."""
 
+from directory_sync.ldap.bulk import BulkSession, SyncMessage, open_bulk_session
 from directory_sync.ldap.connection import (
     DirectorySession,
     Endpoint,
@@ -18,6 +20,7 @@ from directory_sync.ldap.rootdse import RootDse
 __all__ = [
     "BINARY_ATTRIBUTES",
     "ERROR_KINDS",
+    "BulkSession",
     "DirectoryError",
     "DirectorySession",
     "Endpoint",
@@ -25,10 +28,12 @@ __all__ = [
     "ErrorKind",
     "RootDse",
     "SessionOptions",
+    "SyncMessage",
     "Value",
     "endpoint_from_host",
     "fetch_peer_certificate",
     "make_ssl_context",
+    "open_bulk_session",
     "open_endpoint",
     "open_session",
     "options_from_settings",

@@ -72,10 +72,15 @@ def decode_values(name: str, raw: Iterable[bytes], binary: Collection[str] = ())
 
 @dataclass(frozen=True)
 class Entry:
-    """One directory entry; attribute names keep the spelling the directory used."""
+    """One directory entry; attribute names keep the spelling the directory used.
+
+    incomplete: attributes (lower-case names) whose values the server returned only in part (an Active
+    Directory range read that stopped): what is there is true, what is missing is unknown.
+    """
 
     dn: str
     attributes: dict[str, list[Value]] = field(default_factory=dict)
+    incomplete: frozenset[str] = frozenset()
 
     @functools.cached_property
     def _by_lower_name(self) -> dict[str, list[Value]]:

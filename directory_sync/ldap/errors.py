@@ -10,6 +10,7 @@ from ldap3.core import exceptions as lx
 from ldap3.core.results import (
     RESULT_ADMIN_LIMIT_EXCEEDED,
     RESULT_BUSY,
+    RESULT_CODES,
     RESULT_CONFIDENTIALITY_REQUIRED,
     RESULT_INAPPROPRIATE_AUTHENTICATION,
     RESULT_INAPPROPRIATE_MATCHING,
@@ -192,7 +193,12 @@ def translate(
             return certificate_error("its names do not match the host name", host=host, detail=detail)
 
     if isinstance(exc, lx.LDAPOperationResult):
-        return _result_error(exc, stage, err, base=base, search_filter=search_filter, where=where)
+        code = int(getattr(exc, "result", -1) or -1)
+        name = str(getattr(exc, "description", "") or "error")
+        diagnostic = str(getattr(exc, "message", "") or "").strip()
+        return result_error(
+            code, name, diagnostic, stage, err, base=base, search_filter=search_filter, where=where
+        )
     if isinstance(exc, lx.LDAPPasswordIsMandatoryError):
         return err("config", "No bind password is set: enter the password of the bind user")
     if isinstance(exc, lx.LDAPUserNameIsMandatoryError):
@@ -237,8 +243,15 @@ def translate(
     return err("search", f"The search on {where} failed: {exc}")
 
 
-def _result_error(
-    exc: Any,
+def result_name(code: int, fallback: str = "error") -> str:
+    """The RFC 4511 name of an LDAP result code ("invalidCredentials"), whichever library received it."""
+    return str(RESULT_CODES.get(code, fallback))
+
+
+def result_error(
+    code: int,
+    name: str,
+    diagnostic: str,
     stage: Stage,
     err: Any,
     *,
@@ -246,10 +259,7 @@ def _result_error(
     search_filter: str,
     where: str,
 ) -> DirectoryError:
-    """A DirectoryError for an LDAP result code the server sent back."""
-    code = int(getattr(exc, "result", -1) or -1)
-    name = str(getattr(exc, "description", "") or "error")
-    diagnostic = str(getattr(exc, "message", "") or "").strip()
+    """A DirectoryError for an LDAP result code the server sent back (whichever library received it)."""
     said = f': the server said "{diagnostic}"' if diagnostic else ""
     if stage == "bind":
         if code == RESULT_INVALID_CREDENTIALS:

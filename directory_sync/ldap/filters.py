@@ -476,3 +476,20 @@ def dn_rdns(value: str) -> list[Rdn]:
 def join_rdns(rdns: Sequence[Rdn]) -> str:
     """The DN made of these RDNs, values kept escaped as written (so "OU=Sales\\, EMEA" stays one RDN)."""
     return ",".join(f"{rdn.attribute}={rdn.raw}" for rdn in rdns)
+
+
+_FILTER_SPECIALS = frozenset("*()\\\0")
+
+
+def escape_value(value: str | bytes) -> str:
+    """An assertion value for a filter (RFC 4515): bytes as \\xx each, text with * ( ) \\ NUL escaped."""
+    if isinstance(value, bytes):
+        return "".join(f"\\{byte:02x}" for byte in value)
+    return "".join(f"\\{ord(char):02x}" if char in _FILTER_SPECIALS else char for char in value)
+
+
+def any_of(assertions: Sequence[str]) -> str:
+    """(|a b c) of assertions written as (attr=value); one assertion is returned as it is."""
+    if len(assertions) == 1:
+        return assertions[0]
+    return f"(|{''.join(assertions)})"

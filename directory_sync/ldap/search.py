@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 import urllib.parse
@@ -154,6 +155,11 @@ def ref_target_dn(uri: str) -> str:
 def normalize_dn(dn: str) -> str:
     """A rough canonical DN for comparisons: lower case, no spaces around separators."""
     return ",".join("=".join(p.strip() for p in rdn.split("=", 1)) for rdn in dn.lower().split(","))
+
+
+def dn_hash(dn: str) -> str:
+    """A fixed-size key of a DN (sha1 of its normalized form) that an index can hold, whatever its length."""
+    return hashlib.sha1(normalize_dn(dn).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def paged_search(

@@ -37,6 +37,18 @@ class ServerProfile:
         except UnicodeDecodeError:
             return base64.b64encode(value).decode("ascii")
 
+    def id_assertion(self, attribute: str, key: str, *, is_binary: bool) -> str:
+        """A filter item that finds the entry with this key: (attribute=value), a binary GUID as its bytes."""
+        from directory_sync.ldap.filters import escape_value
+
+        value: str | bytes = key
+        if is_binary:
+            try:
+                value = uuid.UUID(key).bytes_le
+            except ValueError:
+                value = base64.b64decode(key + "=" * (-len(key) % 4))
+        return f"({attribute}={escape_value(value)})"
+
     @property
     def has_disabled_flag(self) -> bool:
         """Whether entries carry an account-disabled flag the sync must follow (AD does, generic LDAP not)."""

@@ -1,39 +1,43 @@
-"""Queueing runs: one per domain (the database's unique constraint is the lock), the schedule, abandoned
-runs, and the approval of withheld removals."""
+"""Starting runs: one per domain (the database's unique constraint is the lock), the schedule, and the
+approval of withheld removals. Every run starts in begin_run: the button, the schedule, the command line and
+the tests."""
 
 from __future__ import annotations
 
 import logging
-import threading
+from dataclasses import dataclass
 from datetime import timedelta
-from types import TracebackType
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from directory_sync.models import DirectorySettings, SyncRun
+from directory_sync.dispatch import SYNCHRONIZE, enqueue
+from directory_sync.models import ACTIVE_STATUSES, DirectorySettings, JobStatus, SyncRun
+from directory_sync.services.jobs import reap_abandoned
 from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.selectors import system_variable_value
 
 logger = logging.getLogger("directory_sync.sync")
 
-ACTIVE = (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)
-# A queued run this old lost its task message (a broker restarted without persistence, say).
-NEVER_PICKED_UP_AFTER = timedelta(minutes=60)
+
+@dataclass(frozen=True)
+class RunStart:
+    """The run a request got: a new one, or (joined) the one of the domain already queued or running."""
+
+    run: SyncRun
+    joined: bool
 
 
-def request_run(
+def begin_run(
     *,
     domain: Domain,
     trigger: str,
     requested_by: str = "",
     dry_run: bool = False,
     approves: SyncRun | None = None,
-) -> tuple[SyncRun, bool]:
-    """Queue a run for the domain, or join the one already queued or running: (run, joined)."""
-    from directory_sync.tasks import synchronize
-
+    dispatch: bool = True,
+) -> RunStart:
+    """Queue a run of the domain under its lock, or join the active one; dispatch hands it to a worker."""
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -44,14 +48,30 @@ def request_run(
                     dry_run=dry_run,
                     approves=approves,
                 )
-                synchronize.delay_on_commit(run.pk)  # type: ignore[attr-defined]  # DjangoTask, untyped
-            return run, False
+                if dispatch:
+                    enqueue(SYNCHRONIZE, run.pk)
+            return RunStart(run=run, joined=False)
         except IntegrityError:
-            active = SyncRun.objects.filter(domain=domain, status__in=ACTIVE).first()
+            active = SyncRun.objects.filter(domain=domain, status__in=ACTIVE_STATUSES).first()
             if active is not None:
-                return active, True
+                return RunStart(run=active, joined=True)
             # The active run finished between the insert and the look-up: try again.
     raise RuntimeError(f"Could not queue a run for {domain.name}: the per-domain lock kept changing hands.")
+
+
+def request_run(
+    *,
+    domain: Domain,
+    trigger: str,
+    requested_by: str = "",
+    dry_run: bool = False,
+    approves: SyncRun | None = None,
+) -> tuple[SyncRun, bool]:
+    """Queue a run for a worker, or join the one already queued or running: (run, joined)."""
+    start = begin_run(
+        domain=domain, trigger=trigger, requested_by=requested_by, dry_run=dry_run, approves=approves
+    )
+    return start.run, start.joined
 
 
 def schedule_tick() -> list[SyncRun]:
@@ -89,78 +109,13 @@ def record_skipped(*, domain: Domain, busy: SyncRun) -> SyncRun:
         domain=domain,
         trigger=SyncRun.Trigger.SCHEDULE,
         requested_by="schedule",
-        status=SyncRun.Status.SKIPPED,
+        status=JobStatus.SKIPPED,
         started_at=now,
         finished_at=now,
         warnings=[
             f"Run #{busy.pk} ({busy.get_trigger_display()}) was still {busy.status}: this one was skipped."
         ],
     )
-
-
-def reap_abandoned() -> int:
-    """Fail runs whose worker died (no heartbeat) or whose task never arrived, freeing their domain."""
-    now = timezone.now()
-    reaped = 0
-    silent_since = now - timedelta(seconds=settings.SYNC_ABANDONED_AFTER_SECONDS)
-    for run in SyncRun.objects.filter(status=SyncRun.Status.RUNNING, heartbeat_at__lt=silent_since):
-        reaped += _fail_stale(
-            run, f"The worker running it stopped (no sign of life since {run.heartbeat_at:%H:%M:%S} UTC)."
-        )
-    for run in SyncRun.objects.filter(
-        status=SyncRun.Status.QUEUED, created_at__lt=now - NEVER_PICKED_UP_AFTER
-    ):
-        reaped += _fail_stale(
-            run, "No worker picked it up within an hour; check that a Celery worker is running."
-        )
-    return reaped
-
-
-def _fail_stale(run: SyncRun, reason: str) -> int:
-    updated = SyncRun.objects.filter(pk=run.pk, status=run.status).update(
-        status=SyncRun.Status.FAILED, finished_at=timezone.now(), phase="", errors=[f"Abandoned: {reason}"]
-    )
-    if updated:
-        logger.warning("Synchronizing domain %s: run #%s abandoned: %s", run.domain.name, run.pk, reason)
-    return updated
-
-
-class Heartbeat:
-    """While a run runs, a thread with its own database connection says so every few seconds.
-
-    It keeps beating through a long apply transaction (which the main thread cannot interrupt to write), so
-    a live run is never taken for abandoned; when the process dies, the beats stop and the reaper steps in.
-    """
-
-    def __init__(self, run_id: int, *, every: float | None = None) -> None:
-        self.run_id, self.every = run_id, every or settings.SYNC_HEARTBEAT_SECONDS
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"sync-heartbeat-{run_id}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        try:
-            if connection.vendor == "sqlite":
-                with connection.cursor() as cursor:  # wait for the writer a little, never for long
-                    cursor.execute("PRAGMA busy_timeout = 1000")
-            while not self.stop.wait(self.every):
-                try:
-                    SyncRun.objects.filter(pk=self.run_id, status=SyncRun.Status.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
-                except Exception:  # a busy database: the next beat will do
-                    logger.debug("Heartbeat of run #%s skipped", self.run_id, exc_info=True)
-        finally:
-            connection.close()
 
 
 def resolve_withheld(*, run: SyncRun, approve: bool, by: str) -> SyncRun | None:

@@ -1,33 +1,58 @@
-"""Apply a guarded plan in one transaction, with bulk writes keyed by id; mailbox folders made beforehand."""
+"""Apply a guarded plan in one transaction with bulk writes keyed by id; mailbox folders after the commit.
+
+New accounts get their mailbox names before the transaction (one listing of the domain's folder) and their
+folders once it committed: a rolled-back run leaves no folder behind, and a run that dies after the commit
+leaves accounts whose folder the mail server makes on first use.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from directory_sync.ldap.search import dn_hash
 from directory_sync.sync.changes import CREATE, REMOVE, RENAME, UPDATE
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.groups import GroupChange, GroupPlan
 from directory_sync.sync.guard import GuardDecision
-from directory_sync.sync.local import chunked
 from directory_sync.sync.planning import AccountChange, Plan
+from directory_sync.sync.snapshot import chunked
+from directory_sync.sync.writes import (
+    allocate_ids,
+    copy_supported,
+    delete_rows,
+    insert_rows,
+    instances,
+    update_rows,
+)
 from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, Provenance
-from icewarp_admin.mailserver.services.accounts import apply_template
-from icewarp_admin.mailserver.services.mailboxes import create_mailbox, delete_mailbox
+from icewarp_admin.mailserver.services.mailboxes import (
+    create_mailbox_folders,
+    delete_mailbox,
+    free_mailbox_paths,
+)
 
-BATCH = 1000
 ACCOUNT_FIELDS = ("username", "full_name", "auth_mode", "auth_value", "enabled", "vcard")
+LINK_FIELDS = (
+    "directory_guid",
+    "directory_dn",
+    "directory_dn_hash",
+    "directory_uid",
+    "directory_change_stamp",
+    "directory_last_seen",
+)
 
 
 @dataclass
 class Applied:
-    created_ids: dict[str, int] = field(
-        default_factory=dict
-    )  # directory key → new account or group id (ids are unique in a directory)
+    created_ids: dict[str, int] = field(default_factory=dict)  # directory key → new account or group id
     writes: int = 0
+    folders: int = 0
 
 
 def apply_plan(
@@ -38,292 +63,309 @@ def apply_plan(
     domain: Domain,
     group_plan: GroupPlan | None = None,
     group_decision: GuardDecision | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> Applied:
-    """Write the plan (removals only when the guard allows them), accounts then groups; all or nothing."""
+    """Write the plan (removals only when the guard allows them), accounts then groups; all or nothing.
+
+    before_commit runs inside the transaction (the run's change-tracking position is stored with the changes).
+    """
     applied = Applied()
     creates = plan.of(CREATE)
     updates = plan.of(UPDATE) + plan.of(RENAME)
     removals = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
-    # Folders are made before the transaction (a failure rolls the rows back and removes these again).
-    folders = [create_mailbox(domain_name=domain.name, username=change.person.username) for change in creates
-               if change.person is not None]  # fmt: skip
-    try:
-        with transaction.atomic():
-            now = timezone.now()
-            _remove(removals)
-            _update(updates, now)
-            applied.created_ids = _create(creates, folders, domain, now)
-            _stamp_only(plan.stamp_only, now)
-            applied.writes = len(creates) + len(updates) + len(removals) + len(plan.stamp_only)
-            if group_plan is not None:
-                applied.writes += _apply_groups(
-                    applied,
-                    group_plan,
-                    decision=group_decision or GuardDecision(allow_removals=True),
-                    domain=domain,
-                    now=now,
-                )
-    except BaseException:
-        for folder in folders:
-            delete_mailbox(relative_path=folder)
-        raise
-    if config.delete_all_data and removals:
-        mailboxes = [change.mailbox_path for change in removals if change.mailbox_path]
-
-        def delete_mailboxes() -> None:
-            for path in mailboxes:
-                delete_mailbox(relative_path=path)
-
+    mailboxes = _mailbox_paths(domain, creates)
+    with transaction.atomic():
+        now = timezone.now()
+        delete_rows(Account, [change.object_id for change in removals if change.object_id is not None])
+        _update_accounts(updates, domain, now)
+        _relink(plan, now)
+        applied.created_ids = _create_accounts(creates, mailboxes, domain, now)
+        applied.writes = len(creates) + len(updates) + len(removals) + len(plan.relinks)
+        if group_plan is not None:
+            applied.writes += _apply_groups(
+                applied, group_plan, decision=group_decision or GuardDecision(allow_removals=True),
+                domain=domain, now=now,
+            )  # fmt: skip
+        if before_commit is not None:
+            before_commit()
+    applied.folders = create_mailbox_folders(mailboxes.values())
+    if config.delete_all_data:
         # Mail is deleted only once the removal is committed: a rollback must not cost anyone their mail.
-        transaction.on_commit(delete_mailboxes)
+        for change in removals:
+            if change.mailbox_path:
+                delete_mailbox(relative_path=change.mailbox_path)
     return applied
 
 
-def _remove(removals: list[AccountChange]) -> None:
-    ids = [change.object_id for change in removals if change.object_id is not None]
-    for batch in chunked(ids, BATCH):
-        Account.objects.filter(pk__in=batch).delete()
+def _mailbox_paths(domain: Domain, creates: list[AccountChange]) -> dict[str, str]:
+    """Directory key → the mailbox folder of each new account."""
+    usernames = [change.person.username for change in creates if change.person is not None]
+    if not usernames:
+        return {}
+    candidates = [f"{domain.name}/{username}" for username in usernames]
+    in_use: set[str] = set()
+    for batch in chunked(candidates):
+        in_use.update(
+            Account.objects.filter(domain=domain, mailbox_path__in=batch).values_list(
+                "mailbox_path", flat=True
+            )
+        )
+    # A folder username.N of a renamed account: the listing of the domain's folder finds it.
+    chosen = free_mailbox_paths(domain_name=domain.name, usernames=usernames, in_use=in_use)
+    return {change.key: chosen[change.person.username] for change in creates if change.person is not None}
 
 
-def _update(updates: list[AccountChange], now: Any) -> None:
+def _link_values(change: AccountChange, now: datetime) -> tuple[Any, ...]:
+    person = change.person
+    assert person is not None
+    return (person.key, person.dn, dn_hash(person.dn), person.uid, person.change_stamp, now)
+
+
+def _update_accounts(updates: list[AccountChange], domain: Domain, now: datetime) -> None:
     if not updates:
         return
-    ids = [change.object_id for change in updates if change.object_id is not None]
-    accounts = {
-        account.pk: account
-        for batch in chunked(ids, BATCH)
-        for account in Account.objects.filter(pk__in=batch)
-    }
-    dropped = [address_id for change in updates for address_id in change.drop_address_ids]
-    for batch in chunked(dropped, BATCH):
-        Address.objects.filter(pk__in=batch).delete()
-
-    renamed = [change for change in updates if "username" in change.fields]
-    if renamed:
-        # Usernames are unique per domain and may swap within one run: park them first.
-        for change in renamed:
-            accounts[change.object_id].username = f"~sync~{change.object_id}"  # type: ignore[index]
-        parked = [accounts[change.object_id] for change in renamed]  # type: ignore[index]
-        Account.objects.bulk_update(parked, ["username"], batch_size=BATCH)
-
-    changed_fields: set[str] = {
-        "directory_change_stamp",
-        "directory_dn",
-        "directory_guid",
-        "directory_last_seen",
-    }
+    delete_rows(Address, [address_id for change in updates for address_id in change.drop_address_ids])
+    renamed = [change for change in updates if "username" in change.fields and change.object_id is not None]
+    # Usernames are unique per domain and may swap within one run: park them first.
+    update_rows(
+        Account, ["username"], [(change.object_id, f"~sync~{change.object_id}") for change in renamed]
+    )
+    by_fields: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for change in updates:
-        account, person = accounts[change.object_id], change.person  # type: ignore[index]
-        assert person is not None
-        for name in ACCOUNT_FIELDS:
-            if name in change.fields:
-                setattr(account, name, change.fields[name][1])
-                changed_fields.add(name)
-        account.directory_guid = person.key
-        account.directory_dn = person.dn
-        account.directory_change_stamp = person.change_stamp
-        account.directory_last_seen = now
-    Account.objects.bulk_update(list(accounts.values()), sorted(changed_fields), batch_size=BATCH)
-    domain_id = next(iter(accounts.values())).domain_id
-    _reorder_addresses([change for change in updates if "aliases" in change.fields], domain_id=domain_id)
+        names = tuple(name for name in ACCOUNT_FIELDS if name in change.fields)
+        values = tuple(change.fields[name][1] for name in names)
+        by_fields.setdefault(names, []).append((change.object_id, *values, *_link_values(change, now)))
+    for names, rows in by_fields.items():
+        update_rows(Account, [*names, *LINK_FIELDS], rows)
+    _reorder_addresses([change for change in updates if "aliases" in change.fields], domain_id=domain.pk)
 
 
 def _reorder_addresses(changes: list[AccountChange], *, domain_id: int) -> None:
     """Add the new directory aliases and put every address of these accounts in the planned order."""
     if not changes:
         return
-    Address.objects.bulk_create(
+    insert_rows(
+        Address,
+        ["domain", "local_part", "account", "position", "source"],
         (
-            Address(
-                domain_id=domain_id,
-                local_part=local,
-                account_id=change.object_id,
-                source=Provenance.DIRECTORY,
-            )
+            (domain_id, local, change.object_id, 0, Provenance.DIRECTORY)
             for change in changes
             for local in change.add_aliases
         ),
-        batch_size=BATCH,
     )
     plans = {
         change.object_id: (change.alias_order, set(change.person.local_parts if change.person else ()))
         for change in changes
     }
     touched = []
-    for batch in chunked([account_id for account_id in plans if account_id is not None], BATCH):
-        for address in Address.objects.filter(account_id__in=batch):
-            order, from_directory = plans[address.account_id]
-            position = order.index(address.local_part) if address.local_part in order else len(order)
+    for batch in chunked([account_id for account_id in plans if account_id is not None]):
+        for pk, account_id, local_part, position, source in Address.objects.filter(
+            account_id__in=batch
+        ).values_list("pk", "account_id", "local_part", "position", "source"):
+            order, from_directory = plans[account_id]
+            wanted = order.index(local_part) if local_part in order else len(order)
             # A manual alias the directory now lists becomes the directory's (it will follow the directory).
-            source = Provenance.DIRECTORY if address.local_part in from_directory else address.source
-            if (address.position, address.source) != (position, source):
-                address.position, address.source = position, source
-                touched.append(address)
-    Address.objects.bulk_update(touched, ["position", "source"], batch_size=BATCH)
+            provenance = Provenance.DIRECTORY if local_part in from_directory else source
+            if (position, source) != (wanted, provenance):
+                touched.append((pk, wanted, provenance))
+    update_rows(Address, ["position", "source"], touched)
 
 
-def _create(creates: list[AccountChange], folders: list[str], domain: Domain, now: Any) -> dict[str, int]:
-    if not creates:
+def _relink(plan: Plan, now: datetime) -> None:
+    """Entries that changed only in what the console does not show: remember the new stamp, DN and uid."""
+    update_rows(
+        Account,
+        [
+            "directory_change_stamp",
+            "directory_dn",
+            "directory_dn_hash",
+            "directory_uid",
+            "directory_last_seen",
+        ],
+        (
+            (relink.account_id, relink.change_stamp, relink.dn, dn_hash(relink.dn), relink.uid, now)
+            for relink in plan.relinks
+        ),
+    )
+
+
+def _create_accounts(
+    creates: list[AccountChange], mailboxes: dict[str, str], domain: Domain, now: datetime
+) -> dict[str, int]:
+    people = [change.person for change in creates if change.person is not None]
+    if not people:
         return {}
     template = domain.default_template
-    accounts = []
-    for change, folder in zip(creates, folders, strict=True):
-        person = change.person
-        assert person is not None
-        account = Account(
-            domain=domain,
-            username=person.username,
-            full_name=person.full_name,
-            auth_mode=Account.AuthMode.DIRECTORY,
-            auth_value=person.auth_value,
-            vcard=person.vcard or {},
-            mailbox_path=folder,
-            directory_guid=person.key,
-            directory_dn=person.dn,
-            directory_change_stamp=person.change_stamp,
-            directory_last_seen=now,
+    defaults = Account(domain=domain)
+    if template is not None:
+        from icewarp_admin.mailserver.services.accounts import apply_template
+
+        apply_template(account=defaults, template=template)  # on creation only
+    names = ["domain", "username", "full_name", "auth_mode", "auth_value", "password", "enabled", "quota_mb",
+             "max_message_kb", "services", "vcard", "vcard_edited_locally", "mailbox_path", "created_at",
+             "updated_at", *LINK_FIELDS]  # fmt: skip
+
+    def row(person: Any) -> tuple[Any, ...]:
+        enabled = defaults.enabled if person.enabled is None else person.enabled
+        return (
+            domain.pk, person.username, person.full_name, Account.AuthMode.DIRECTORY, person.auth_value, "",
+            enabled, defaults.quota_mb, defaults.max_message_kb, list(defaults.services), person.vcard or {},
+            False, mailboxes[person.key], now, now, person.key, person.dn, dn_hash(person.dn), person.uid,
+            person.change_stamp, now,
+        )  # fmt: skip
+
+    if copy_supported():
+        ids = allocate_ids(Account, len(people))
+        insert_rows(
+            Account, ["id", *names], ((pk, *row(person)) for pk, person in zip(ids, people, strict=True))
         )
-        if template is not None:
-            apply_template(account=account, template=template)  # on creation only
-        if person.enabled is not None:
-            account.enabled = person.enabled
-        accounts.append(account)
-    Account.objects.bulk_create(accounts, batch_size=BATCH)
-    created = {change.key: account.pk for change, account in zip(creates, accounts, strict=True)}
-    Address.objects.bulk_create(
+        created = {person.key: pk for pk, person in zip(ids, people, strict=True)}
+    else:
+        accounts = instances(Account, names, (row(person) for person in people))
+        Account.objects.bulk_create(accounts, batch_size=1000)
+        created = {person.key: int(account.pk) for person, account in zip(people, accounts, strict=True)}
+    insert_rows(
+        Address,
+        ["domain", "local_part", "account", "position", "source"],
         (
-            Address(
-                domain=domain,
-                local_part=local,
-                account_id=account.pk,
-                position=position,
-                source=Provenance.DIRECTORY,
-            )
-            for change, account in zip(creates, accounts, strict=True)
-            if change.person is not None
-            for position, local in enumerate(change.person.local_parts)
+            (domain.pk, local, created[person.key], position, Provenance.DIRECTORY)
+            for person in people
+            for position, local in enumerate(person.local_parts)
         ),
-        batch_size=BATCH,
     )
     return created
 
 
-def _stamp_only(rows: list[tuple[int, str, str]], now: Any) -> None:
-    """Entries that changed only in attributes the console does not keep: remember the new stamp and DN."""
-    accounts = [
-        Account(pk=pk, directory_change_stamp=stamp, directory_dn=dn, directory_last_seen=now)
-        for pk, stamp, dn in rows
-    ]
-    Account.objects.bulk_update(
-        accounts, ["directory_change_stamp", "directory_dn", "directory_last_seen"], batch_size=BATCH
-    )
-
-
 def _apply_groups(
-    applied: Applied, plan: GroupPlan, *, decision: GuardDecision, domain: Domain, now: Any
+    applied: Applied, plan: GroupPlan, *, decision: GuardDecision, domain: Domain, now: datetime
 ) -> int:
     """Groups after accounts (members are resolved to the accounts this run created): removals, renames,
     creations, then the membership differences."""
     removals = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
     removed_ids = [change.object_id for change in removals if change.object_id is not None]
     address_ids = list(Group.objects.filter(pk__in=removed_ids).values_list("address_id", flat=True))
-    Group.objects.filter(pk__in=removed_ids).delete()
-    Address.objects.filter(pk__in=address_ids).delete()
+    delete_rows(Group, removed_ids)
+    delete_rows(Address, address_ids)
 
     updates = plan.of(UPDATE) + plan.of(RENAME)
-    groups = {
-        group.pk: group
-        for group in Group.objects.filter(pk__in=[c.object_id for c in updates]).select_related("address")
-    }
-    renamed_addresses = []
-    for change in updates:
-        group, wanted = groups[change.object_id], change.group  # type: ignore[index]
-        assert wanted is not None
-        if group.address.local_part != wanted.alias:
-            group.address.local_part = wanted.alias
-            renamed_addresses.append(group.address)
-        group.name, group.kind = wanted.name, wanted.kind
-        group.directory_dn, group.directory_change_stamp, group.directory_last_seen = (
-            wanted.dn,
-            wanted.change_stamp,
-            now,
-        )
-    Address.objects.bulk_update(renamed_addresses, ["local_part"], batch_size=BATCH)
-    Group.objects.bulk_update(
-        list(groups.values()),
-        ["name", "kind", "directory_dn", "directory_change_stamp", "directory_last_seen"],
-        batch_size=BATCH,
+    current = dict(
+        Group.objects.filter(pk__in=[change.object_id for change in updates]).values_list("pk", "address_id")
+    )
+    update_rows(
+        Address,
+        ["local_part"],
+        [(current[change.object_id], change.group.alias) for change in updates
+         if change.group is not None and change.object_id is not None and "alias" in change.fields],
+    )  # fmt: skip
+    update_rows(
+        Group,
+        ["name", "kind", "directory_guid", "directory_dn", "directory_dn_hash", "directory_change_stamp",
+         "directory_last_seen"],
+        [(change.object_id, change.group.name, change.group.kind, change.key, change.group.dn,
+          dn_hash(change.group.dn), change.group.change_stamp, now)
+         for change in updates if change.group is not None],
+    )  # fmt: skip
+    update_rows(
+        Group,
+        ["directory_change_stamp", "directory_dn", "directory_dn_hash", "directory_last_seen"],
+        [(group_id, stamp, dn, dn_hash(dn), now) for group_id, stamp, dn in plan.restamped],
     )
 
-    creates = plan.of(CREATE)
+    creates = [change for change in plan.of(CREATE) if change.group is not None]
+    group_ids = _create_groups(creates, domain, now)
+    accounts_created = dict(applied.created_ids)
+    applied.created_ids.update(group_ids)
+
+    delete_rows(GroupMember, [member_id for change in updates for member_id in change.remove_member_ids])
+    _add_members(updates + creates, domain, accounts=accounts_created, groups=group_ids)
+    return len(removals) + len(updates) + len(creates) + len(plan.restamped)
+
+
+def _create_groups(creates: list[GroupChange], domain: Domain, now: datetime) -> dict[str, int]:
+    if not creates:
+        return {}
+    groups = [change.group for change in creates if change.group is not None]
+    if copy_supported():
+        address_ids = allocate_ids(Address, len(groups))
+        insert_rows(
+            Address,
+            ["id", "domain", "local_part", "position", "source"],
+            (
+                (pk, domain.pk, group.alias, 0, Provenance.DIRECTORY)
+                for pk, group in zip(address_ids, groups, strict=True)
+            ),
+        )
+        group_ids = allocate_ids(Group, len(groups))
+        insert_rows(
+            Group,
+            ["id", "domain", "address", "name", "kind", "description", "created_at", "updated_at",
+             *LINK_FIELDS[:3], "directory_change_stamp", "directory_last_seen"],
+            ((pk, domain.pk, address_id, group.name, group.kind, "", now, now, group.key, group.dn,
+              dn_hash(group.dn), group.change_stamp, now)
+             for pk, address_id, group in zip(group_ids, address_ids, groups, strict=True)),
+        )  # fmt: skip
+        return {group.key: pk for pk, group in zip(group_ids, groups, strict=True)}
     addresses = [
-        Address(domain=domain, local_part=change.group.alias, source=Provenance.DIRECTORY)
-        for change in creates
-        if change.group is not None
+        Address(domain=domain, local_part=group.alias, source=Provenance.DIRECTORY) for group in groups
     ]
-    Address.objects.bulk_create(addresses, batch_size=BATCH)
-    new_groups = [
+    Address.objects.bulk_create(addresses, batch_size=1000)
+    rows = [
         Group(
             domain=domain,
             address=address,
-            name=change.group.name,
-            kind=change.group.kind,
-            directory_guid=change.key,
-            directory_dn=change.group.dn,
-            directory_change_stamp=change.group.change_stamp,
+            name=group.name,
+            kind=group.kind,
+            directory_guid=group.key,
+            directory_dn=group.dn,
+            directory_dn_hash=dn_hash(group.dn),
+            directory_change_stamp=group.change_stamp,
             directory_last_seen=now,
         )
-        for change, address in zip(creates, addresses, strict=True)
-        if change.group is not None
+        for group, address in zip(groups, addresses, strict=True)
     ]
-    Group.objects.bulk_create(new_groups, batch_size=BATCH)
-    applied.created_ids.update((str(group.directory_guid), group.pk) for group in new_groups)
-
-    dropped = [member_id for change in updates for member_id in change.remove_member_ids]
-    for batch in chunked(dropped, BATCH):
-        GroupMember.objects.filter(pk__in=batch).delete()
-    _add_members(updates + creates, domain)
-    return len(removals) + len(updates) + len(creates)
+    Group.objects.bulk_create(rows, batch_size=1000)
+    return {group.key: int(row.pk) for group, row in zip(groups, rows, strict=True)}
 
 
-def _add_members(changes: list[GroupChange], domain: Domain) -> None:
-    """Resolve member references (directory keys) to the ids they have now, after this run's creations."""
-    keys = {ref[1] for change in changes for ref in change.add_members if ref[0] != "remote"}
-    account_ids: dict[str, int] = {}
-    group_ids: dict[str, int] = {}
-    for batch in chunked(keys, BATCH):
-        for key, pk in Account.objects.filter(domain=domain, directory_guid__in=batch).values_list(
-            "directory_guid", "pk"
-        ):
-            account_ids[str(key)] = pk
-        for key, pk in Group.objects.filter(domain=domain, directory_guid__in=batch).values_list(
-            "directory_guid", "pk"
-        ):
-            group_ids[str(key)] = pk
-    own_ids = dict(
-        Group.objects.filter(domain=domain, directory_guid__in=[c.key for c in changes]).values_list(
-            "directory_guid", "pk"
+def _add_members(
+    changes: list[GroupChange], domain: Domain, *, accounts: dict[str, int], groups: dict[str, int]
+) -> None:
+    """Resolve member references (directory keys) to the ids they have now, after this run's creations.
+
+    accounts, groups: the ids this run created, by key; the others are looked up.
+    """
+    group_ids = dict(groups)
+    group_ids.update((change.key, change.object_id) for change in changes if change.object_id is not None)
+    wanted_accounts = {value for change in changes for kind, value in change.add_members if kind == "account"}
+    wanted_groups = {value for change in changes for kind, value in change.add_members if kind == "group"}
+    account_ids = {key: accounts[key] for key in wanted_accounts if key in accounts}
+    account_ids.update(_ids_by_key(Account, domain, wanted_accounts - set(account_ids)))
+    group_ids.update(_ids_by_key(Group, domain, wanted_groups - set(group_ids)))
+
+    def rows() -> Iterable[tuple[Any, ...]]:
+        for change in changes:
+            group_id = group_ids.get(change.key)
+            if group_id is None:
+                continue
+            for kind, value in change.add_members:
+                if kind == "account" and value in account_ids:
+                    yield group_id, account_ids[value], None, "", Provenance.DIRECTORY
+                elif kind == "group" and value in group_ids and group_ids[value] != group_id:
+                    yield group_id, None, group_ids[value], "", Provenance.DIRECTORY
+                elif kind == "remote":
+                    yield group_id, None, None, value, Provenance.DIRECTORY
+
+    # Members already there (added by hand, say) are not among these: the planner compared with every member.
+    insert_rows(GroupMember, ["group", "account", "member_group", "remote_address", "source"], rows())
+
+
+def _ids_by_key(model: type[Account] | type[Group], domain: Domain, keys: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for batch in chunked(sorted(keys)):
+        found.update(
+            (str(key), pk)
+            for key, pk in model.objects.filter(domain=domain, directory_guid__in=batch).values_list(
+                "directory_guid", "pk"
+            )
         )
-    )
-    members = []
-    for change in changes:
-        group_id = own_ids.get(change.key)
-        if group_id is None:
-            continue
-        for kind, value in change.add_members:
-            if kind == "account" and value in account_ids:
-                members.append(
-                    GroupMember(group_id=group_id, account_id=account_ids[value], source=Provenance.DIRECTORY)
-                )
-            elif kind == "group" and value in group_ids and group_ids[value] != group_id:
-                members.append(
-                    GroupMember(
-                        group_id=group_id, member_group_id=group_ids[value], source=Provenance.DIRECTORY
-                    )
-                )
-            elif kind == "remote":
-                members.append(
-                    GroupMember(group_id=group_id, remote_address=value, source=Provenance.DIRECTORY)
-                )
-    # A member an administrator added by hand already: the directory's copy is skipped, the manual one stays.
-    GroupMember.objects.bulk_create(members, batch_size=BATCH, ignore_conflicts=True)
+    return found

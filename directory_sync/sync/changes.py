@@ -8,6 +8,11 @@ from typing import Any, Generic, TypeVar
 CREATE, UPDATE, RENAME, REMOVE, SKIP, CONFLICT = "create", "update", "rename", "remove", "skip", "conflict"
 COUNTERS = {"created": CREATE, "updated": UPDATE, "renamed": RENAME, "removed": REMOVE, "skipped": SKIP}
 
+# A group member: an account or a group (by directory key) or a remote address.
+MemberRef = tuple[str, str]  # ("account" | "group" | "remote", key or address)
+# Keys of the groups made for organizational units (the hierarchical address book) start with this.
+OU_KEY_PREFIX = "ou:"
+
 
 @dataclass(frozen=True)
 class Change:
@@ -35,7 +40,16 @@ class ChangeSet(Generic[ChangeT]):
         return [change for change in self.changes if change.action == action]
 
     def counts(self) -> dict[str, int]:
-        return {
-            **{name: len(self.of(action)) for name, action in COUNTERS.items()},
-            "unchanged": self.unchanged,
-        }
+        totals = dict.fromkeys(COUNTERS, 0)
+        by_action = {action: name for name, action in COUNTERS.items()}
+        for change in self.changes:
+            name = by_action.get(change.action)
+            if name is not None:
+                totals[name] += 1
+        return {**totals, "unchanged": self.unchanged}
+
+
+def listed(items: list[str], *, shown: int = 5) -> str:
+    """The first few items of a list for a warning, and how many more there are."""
+    head = "; ".join(items[:shown])
+    return head + (f"; and {len(items) - shown} more" if len(items) > shown else "")

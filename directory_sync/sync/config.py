@@ -30,6 +30,11 @@ ACCOUNT_ATTRIBUTES = (
 )
 
 
+# Bumped when the engine stores something new about synced objects: the next run of every domain reads and
+# maps everything once (2: DN hashes and uids for incremental group resolution).
+ENGINE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class SyncConfig:
     domain_id: int
@@ -89,12 +94,28 @@ class SyncConfig:
                  "description", "objectClass", self.guid_attribute, self.change_stamp_attribute]  # fmt: skip
         return list({name.lower(): name for name in names}.values())
 
+    @property
+    def identity(self) -> str:
+        """The id attribute objects are linked by, as stored on the domain's sync state."""
+        return f"{self.guid_attribute.lower()}{';binary' if self.guid_is_binary else ''}"
+
     def fingerprint(self) -> str:
-        """A hash of every setting the mapping of an entry depends on: when it changes, unchanged entries
-        (same change stamp) must be reprocessed too."""
+        """A hash of every setting what a run reads or makes of an entry depends on: when it changes, the next
+        run reads everything and maps every entry again, whatever its change stamp."""
         relevant = {
+            "engine": ENGINE_VERSION,
             "host": self.host,
+            "base": self.base_dn,
             "filter": self.account_filter,
+            "sync_accounts": self.sync_accounts,
+            "groups": [
+                self.sync_groups,
+                self.group_filter,
+                self.sync_mailing_lists,
+                self.mailing_list_filter,
+                self.group_remote_members,
+            ],
+            "ou_groups": [self.create_ou_groups, self.ou_groups_root, self.ou_groups_root_name],
             "guid": [self.guid_attribute, self.guid_is_binary],
             "accepted": [self.accepted.domain, sorted(self.accepted.rewritten), self.accepted.any_domain],
             "login": self.login_source,

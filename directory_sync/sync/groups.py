@@ -1,7 +1,8 @@
 """Groups, mailing lists and OU groups (the hierarchical address book): directory → plan, without writing.
 
-Memberships are recomputed on every run from the whole snapshot (they depend on other entries: a member
-created in this run, an OU a user moved to), and only their differences are written.
+A group's members are resolved from its member DNs and uids against what has that DN or uid now: the people
+and groups read this run, else the synced objects not read (their stored DN is current). The same rule holds
+whether or not the group entry changed. Only membership differences are written.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 
@@ -19,21 +20,31 @@ from directory_sync.ldap.entries import Entry
 from directory_sync.ldap.filters import DnError, dn_rdns, join_rdns
 from directory_sync.ldap.search import normalize_dn
 from directory_sync.rules.addresses import candidate_addresses, qualifying_local_parts
-from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, UPDATE, Change, ChangeSet
+from directory_sync.sync.changes import (
+    CONFLICT,
+    CREATE,
+    OU_KEY_PREFIX,
+    REMOVE,
+    RENAME,
+    UPDATE,
+    Change,
+    ChangeSet,
+    MemberRef,
+    listed,
+)
 from directory_sync.sync.config import SyncConfig
-from directory_sync.sync.local import primary_addresses
-from directory_sync.sync.people import PersonRef, SkippedEntry, text, texts
-from icewarp_admin.mailserver.models import Address, Group, GroupMember, Provenance
+from directory_sync.sync.people import PersonRef, SkippedEntry, TextValues, entry_key
+from icewarp_admin.mailserver.models import Group, Provenance
 from icewarp_admin.mailserver.validators import normalize_local_part
 
-OU_KEY_PREFIX = "ou:"
+if TYPE_CHECKING:
+    from directory_sync.sync.snapshot import LocalSnapshot
+
 DEFAULT_ROOT_NAME = "Contacts"
-
-# A member is an account or a group (by directory key) or a remote address.
-MemberRef = tuple[str, str]  # ("account" | "group" | "remote", key or address)
+MEMBER_ATTRIBUTES = ("member", "uniquemember", "memberuid")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DirectoryGroup:
     """What the directory says one group should look like."""
 
@@ -46,6 +57,9 @@ class DirectoryGroup:
     member_dns: tuple[str, ...] = ()  # normalized
     member_uids: tuple[str, ...] = ()
     members: frozenset[MemberRef] = frozenset()  # set for OU groups directly
+    # False when the server returned the member list only in part (an AD range read that stopped): members are
+    # then only added, never taken away.
+    members_complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -55,8 +69,10 @@ class GroupChange(Change):
     remove_member_ids: tuple[int, ...] = ()
 
 
+@dataclass
 class GroupPlan(ChangeSet[GroupChange]):
-    pass
+    # Groups whose entry changed only in what the console does not keep: new stamp and DN, no event.
+    restamped: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def ascii_alias(name: str) -> str:
@@ -67,11 +83,11 @@ def ascii_alias(name: str) -> str:
 
 def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup | SkippedEntry:
     """A group entry → its alias (its address here, else its name), name (cn) and member references."""
-    raw_guid = entry.first(config.guid_attribute)
-    guid = config.profile.decode_guid(raw_guid, is_binary=config.guid_is_binary) if raw_guid else None
-    name = text(entry, "cn") or text(entry, "displayName") or entry.dn.split(",", 1)[0].split("=", 1)[-1]
+    guid = entry_key(entry, config)
+    values = TextValues.of(entry)
+    name = values.first("cn") or values.first("displayName") or entry.dn.split(",", 1)[0].split("=", 1)[-1]
     candidates = candidate_addresses(
-        mail=texts(entry, "mail"), other_mailbox=[], proxy_addresses=texts(entry, "proxyAddresses")
+        mail=values.all("mail"), other_mailbox=[], proxy_addresses=values.all("proxyAddresses")
     )
     qualified = qualifying_local_parts(candidates, config.accepted)
     if qualified.local_parts:
@@ -86,22 +102,20 @@ def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup 
             return SkippedEntry(
                 dn=entry.dn, guid=guid, label=name, reason=f"no usable alias from the name {name}"
             )
-    member_dns = tuple(
-        normalize_dn(value) for attr in ("member", "uniqueMember") for value in texts(entry, attr)
-    )
     return DirectoryGroup(
         key=guid or f"mail:{alias}",
         dn=entry.dn,
         alias=alias,
         name=name[:255],
         kind=kind,
-        change_stamp=text(entry, config.change_stamp_attribute),
-        member_dns=member_dns,
-        member_uids=tuple(value.strip() for value in texts(entry, "memberUid")),
+        change_stamp=values.first(config.change_stamp_attribute),
+        member_dns=tuple(normalize_dn(dn) for attr in ("member", "uniqueMember") for dn in values.all(attr)),
+        member_uids=tuple(uid.strip() for uid in values.all("memberUid")),
+        members_complete=not (entry.incomplete & set(MEMBER_ATTRIBUTES)),
     )
 
 
-def ou_groups(people: Sequence[PersonRef], config: SyncConfig) -> list[DirectoryGroup]:
+def ou_groups(people: Iterable[PersonRef], config: SyncConfig) -> list[DirectoryGroup]:
     """The OU groups of section 7: the user in its nearest OU's group, each OU group in its parent's."""
     root_key = OU_KEY_PREFIX + "root"
     root_dn, root_name = "", config.ou_groups_root_name or DEFAULT_ROOT_NAME
@@ -159,7 +173,7 @@ def ou_alias(name: str, key: str) -> str:
 
 @dataclass
 class MemberResolver:
-    """Turns the member DNs and uids of group entries into member references."""
+    """Turns the member DNs and uids of group entries into member references, once per group."""
 
     people_by_dn: dict[str, str]
     people_by_uid: dict[str, str]
@@ -167,13 +181,18 @@ class MemberResolver:
     addresses_by_dn: dict[str, str]
     remote_allowed: bool
     skipped_dns: frozenset[str] = frozenset()
-    left_out: int = 0
-    skipped: int = 0
-    unresolved: int = 0
+    # What could not be kept, each member once: DNs or uids by why.
+    left_out: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)
+    unresolved: set[str] = field(default_factory=set)
+    _cache: dict[str, frozenset[MemberRef]] = field(default_factory=dict)
 
     def members(self, group: DirectoryGroup) -> frozenset[MemberRef]:
         if group.members:
             return group.members
+        cached = self._cache.get(group.key)
+        if cached is not None:
+            return cached
         refs: set[MemberRef] = set()
         for dn in group.member_dns:
             if dn in self.people_by_dn:
@@ -182,56 +201,58 @@ class MemberResolver:
                 if self.groups_by_dn[dn] != group.key:
                     refs.add(("group", self.groups_by_dn[dn]))
             elif dn in self.addresses_by_dn:
-                self._remote(refs, self.addresses_by_dn[dn])
+                if self.remote_allowed:
+                    refs.add(("remote", self.addresses_by_dn[dn]))
+                else:
+                    self.left_out.add(dn)
             elif dn in self.skipped_dns:
-                self.skipped += 1
+                self.skipped.add(dn)
             else:
-                self.unresolved += 1
+                self.unresolved.add(dn)
         for uid in group.member_uids:
             if uid in self.people_by_uid:
                 refs.add(("account", self.people_by_uid[uid]))
             else:
-                self.unresolved += 1
-        return frozenset(refs)
+                self.unresolved.add(f"uid {uid}")
+        resolved = frozenset(refs)
+        self._cache[group.key] = resolved
+        return resolved
 
-    def _remote(self, refs: set[MemberRef], address: str) -> None:
-        if self.remote_allowed:
-            refs.add(("remote", address))
-        else:
-            self.left_out += 1
-
-
-def resolver_for(
-    *,
-    people: Sequence[PersonRef],
-    skipped: Sequence[SkippedEntry],
-    groups: Sequence[DirectoryGroup],
-    config: SyncConfig,
-    local_account_dns: dict[str, str],
-) -> MemberResolver:
-    """People of this run first; accounts synced before (not read again) by their stored DN."""
-    people_by_dn = {normalize_dn(dn): key for dn, key in local_account_dns.items()}
-    people_by_dn.update({normalize_dn(person.dn): person.key for person in people})
-    addresses = {normalize_dn(entry.dn): entry.addresses[0] for entry in skipped if entry.addresses}
-    return MemberResolver(
-        people_by_dn=people_by_dn,
-        people_by_uid={person.uid: person.key for person in people if person.uid},
-        groups_by_dn={normalize_dn(group.dn): group.key for group in groups},
-        addresses_by_dn=addresses,
-        remote_allowed=config.group_remote_members,
-        skipped_dns=frozenset(normalize_dn(entry.dn) for entry in skipped),
-    )
+    def warnings(self, domain_name: str) -> list[str]:
+        found = []
+        if self.left_out:
+            found.append(
+                f"{len(self.left_out)} group members are not synced accounts of {domain_name}: left out "
+                "(groups keep such members only when GROUPSUPPORTREMOTEMEMBERS is on): "
+                f"{listed(sorted(self.left_out))}."
+            )
+        if self.skipped:
+            found.append(
+                f"{len(self.skipped)} group members are entries this run skipped (see why), left out: "
+                f"{listed(sorted(self.skipped))}."
+            )
+        if self.unresolved:
+            found.append(
+                f"{len(self.unresolved)} group members point at entries that are not synced (outside the DN "
+                "or "
+                f"the user filter, or gone) and were left out: {listed(sorted(self.unresolved))}."
+            )
+        return found
 
 
 @dataclass(frozen=True)
-class LocalGroup:
-    id: int
-    key: str
-    alias: str
-    name: str
-    kind: str
-    dn: str
-    address_id: int
+class GroupScope:
+    """What the groups read this run stand for.
+
+    complete: every group entry of the directory was read (a full read): synced groups not among them are
+    gone.
+    gone: otherwise, the synced groups the directory reported as gone (deleted, moved or filtered out).
+    ou_derived: the OU groups were derived again from everyone's DN this run (else they are left as they are).
+    """
+
+    complete: bool
+    gone: dict[str, str]
+    ou_derived: bool
 
 
 def plan_groups(
@@ -239,50 +260,26 @@ def plan_groups(
     groups: Sequence[DirectoryGroup],
     resolver: MemberResolver,
     config: SyncConfig,
-    labels: dict[str, str],
-    account_keys: Mapping[int, str],
+    local: LocalSnapshot,
+    scope: GroupScope,
     removing_account_keys: Iterable[str] = (),
     taken_by_accounts: Iterable[str] = (),
-    ou_groups_enabled: bool = False,
-    leave_ou_groups_alone: bool = False,
 ) -> GroupPlan:
-    """Compare the directory's groups and memberships with the domain's synced groups.
-
-    labels: directory key → the address people know the account or group by (for the events).
-    """
+    """Compare the directory's groups and memberships with the domain's synced groups."""
     plan = GroupPlan()
-    local = _local_groups(config.domain_id)
-    if leave_ou_groups_alone:
-        # The user search did not finish: OU groups cannot be derived, so they stay exactly as they are.
-        local = {key: group for key, group in local.items() if not key.startswith(OU_KEY_PREFIX)}
-    current_members = _current_members(local.values(), account_keys)
-    alias_owner = dict(
-        Address.objects.filter(domain_id=config.domain_id, local_part__in=[group.alias for group in groups])
-        .values_list("local_part", "pk")
-    )  # fmt: skip
-    wanted_aliases: dict[str, str] = {}
     ordered = sorted(groups, key=lambda item: item.dn.lower())
+    wanted_aliases: dict[str, str] = {}
     for group in ordered:
         wanted_aliases.setdefault(group.alias, group.key)
     removing = set(removing_account_keys)
     taken = set(taken_by_accounts)
-    edges = _nesting_without_cycles(ordered, resolver, plan)
-    labels = {**labels, **{group.key: f"{group.alias}@{config.domain_name}" for group in groups}}
-
-    def describe(refs: Iterable[MemberRef]) -> list[str]:
-        refs = list(refs)
-        unknown = {value for kind, value in refs if kind == "account" and value not in labels}
-        if unknown:  # members whose entry did not change this run: their address comes from the database
-            labels.update(primary_addresses(config.domain_id, config.domain_name, unknown))
-        return sorted(
-            value if kind == "remote" else labels.get(value, f"{kind} {value}") for kind, value in refs
-        )
+    edges = _nesting_without_cycles(ordered, resolver, local, scope, plan)
 
     for group in ordered:
-        existing = local.get(group.key)
+        existing = local.groups.get(group.key)
         label = f"{group.alias}@{config.domain_name}"
+        owner = local.alias_owners.get(group.alias)
         problem = ""
-        owner = alias_owner.get(group.alias)
         if wanted_aliases[group.alias] != group.key:
             problem = f"{group.alias} is also the alias of another directory group"
         elif group.alias in taken:
@@ -302,20 +299,30 @@ def plan_groups(
             if not (ref[0] == "account" and ref[1] in removing)
             and not (ref[0] == "group" and ref not in edges[group.key])
         }
-        have = current_members.get(existing.id, {}) if existing else {}
+        have = local.group_members.get(existing.id, {}) if existing else {}
         added = frozenset(ref for ref in wanted if ref not in have)
-        # Members added by hand stay (and are not added again); only the directory's own ones can go.
+        # Members added by hand stay (and are not added again); only the directory's own ones can go, and only
+        # when the directory returned the whole member list.
         dropped = {
             ref: member_id
             for ref, (member_id, source) in have.items()
-            if ref not in wanted and source == Provenance.DIRECTORY
+            if ref not in wanted and source == Provenance.DIRECTORY and group.members_complete
         }
+        if not group.members_complete:
+            plan.warnings.append(
+                f"The member list of {group.dn} came back cut short by the server: members were only added, "
+                "none taken away."
+            )
         fields = _group_fields(existing, group, label)
         if added:
-            fields["members_added"] = ([], describe(added))
+            fields["members_added"] = ([], sorted(added))
         if dropped:
-            fields["members_removed"] = (describe(dropped), [])
+            fields["members_removed"] = (sorted(dropped), [])
+        if existing is not None and not fields and existing.change_stamp == group.change_stamp:
+            plan.unchanged += 1
+            continue
         if existing is not None and not fields:
+            plan.restamped.append((existing.id, group.change_stamp, group.dn))
             plan.unchanged += 1
             continue
         action = CREATE if existing is None else RENAME if "alias" in fields else UPDATE
@@ -328,50 +335,73 @@ def plan_groups(
                 object_id=existing.id if existing else None,
                 group=group,
                 fields=fields,
-                reason="new in the directory" if action == CREATE else "changed in the directory",
+                reason="new in the directory" if action == CREATE else _why_changed(existing, group),
                 add_members=added,
                 remove_member_ids=tuple(dropped.values()),
             )
         )
 
     seen = {group.key for group in groups}
-    for key, existing in sorted(local.items(), key=lambda item: item[1].alias):
-        if key in seen:
-            continue
-        if key.startswith(OU_KEY_PREFIX) and not ou_groups_enabled:
-            reason = "groups for organizational units are switched off"
-        elif key.startswith(OU_KEY_PREFIX):
-            reason = "the organizational unit has no synced users any more"
-        else:
-            reason = "the entry is gone from the directory or no longer matches the group filter"
-        label = f"{existing.alias}@{config.domain_name}"
-        plan.changes.append(
-            GroupChange(
-                REMOVE, key, label, existing.dn, existing.id, reason=reason, fields={"alias": (label, None)}
+    for key, existing in sorted(local.groups.items(), key=lambda item: item[1].alias):
+        reason = _removal_reason(key, seen, config, scope)
+        if reason:
+            label = f"{existing.alias}@{config.domain_name}"
+            plan.changes.append(
+                GroupChange(
+                    REMOVE,
+                    key,
+                    label,
+                    existing.dn,
+                    existing.id,
+                    reason=reason,
+                    fields={"alias": (label, None)},
+                )
             )
-        )
-    if resolver.left_out:
-        plan.warnings.append(
-            f"{resolver.left_out} group members are not synced accounts of {config.domain_name}: left out "
-            "(groups keep such members only when GROUPSUPPORTREMOTEMEMBERS is on)."
-        )
-    if resolver.skipped:
-        plan.warnings.append(
-            f"{resolver.skipped} group members are entries this run skipped (see why): they were left out."
-        )
-    if resolver.unresolved:
-        plan.warnings.append(
-            f"{resolver.unresolved} group members point at entries this run did not read (outside the DN or "
-            "the user filter) and were left out."
-        )
+    if not scope.complete:
+        # Synced groups this run had no reason to look at are as they were.
+        looked_at = {group.key for group in groups if group.key in local.groups}
+        looked_at |= {change.key for change in plan.changes if change.action == REMOVE}
+        plan.unchanged += max(0, local.groups_total - len(looked_at))
+    plan.warnings += resolver.warnings(config.domain_name)
     return plan
 
 
+def _why_changed(existing: Any, group: DirectoryGroup) -> str:
+    if existing is not None and existing.change_stamp == "" and group.change_stamp:
+        return "changed here: put back"
+    return "changed in the directory"
+
+
+def _removal_reason(key: str, seen: set[str], config: SyncConfig, scope: GroupScope) -> str:
+    """Why a synced group goes (empty: it stays)."""
+    if key in seen:
+        return ""
+    if key.startswith(OU_KEY_PREFIX):
+        if not config.create_ou_groups:
+            return "groups for organizational units are switched off"
+        return "the organizational unit has no synced users any more" if scope.ou_derived else ""
+    if scope.complete:
+        return "the entry is gone from the directory or no longer matches the group filter"
+    return scope.gone.get(key, "")
+
+
 def _nesting_without_cycles(
-    groups: Sequence[DirectoryGroup], resolver: MemberResolver, plan: GroupPlan
+    groups: Sequence[DirectoryGroup],
+    resolver: MemberResolver,
+    local: LocalSnapshot,
+    scope: GroupScope,
+    plan: GroupPlan,
 ) -> dict[str, set[MemberRef]]:
-    """Nested-group references to keep: an edge that would close a loop (A in B in A) is dropped, and said."""
-    reachable: dict[str, set[str]] = {group.key: set() for group in groups}
+    """Nested-group references to keep: an edge that would close a loop (A in B in A) is dropped, and said.
+
+    The groups not compared this run keep their nesting as it is here, and count for loops too.
+    """
+    compared = {group.key for group in groups}
+    reachable: dict[str, set[str]] = {
+        parent: set(children)
+        for parent, children in local.nesting.items()
+        if parent not in compared and not (scope.complete and not parent.startswith(OU_KEY_PREFIX))
+    }
     kept: dict[str, set[MemberRef]] = {group.key: set() for group in groups}
 
     def reaches(start: str, target: str) -> bool:
@@ -392,24 +422,12 @@ def _nesting_without_cycles(
             if reaches(child, group.key):
                 plan.warnings.append(f"{group.dn} and {child} contain each other; that nesting was left out.")
                 continue
-            reachable[group.key].add(child)
+            reachable.setdefault(group.key, set()).add(child)
             kept[group.key].add((kind, child))
     return kept
 
 
-def _local_groups(domain_id: int) -> dict[str, LocalGroup]:
-    rows = Group.objects.filter(domain_id=domain_id, directory_guid__isnull=False).values_list(
-        "pk", "directory_guid", "address__local_part", "name", "kind", "directory_dn", "address_id"
-    )
-    return {
-        str(key): LocalGroup(pk, str(key), alias, name, kind, dn, address)
-        for pk, key, alias, name, kind, dn, address in rows
-    }
-
-
-def _group_fields(
-    existing: LocalGroup | None, group: DirectoryGroup, label: str
-) -> dict[str, tuple[Any, Any]]:
+def _group_fields(existing: Any, group: DirectoryGroup, label: str) -> dict[str, tuple[Any, Any]]:
     if existing is None:
         return {"alias": (None, label), "name": (None, group.name), "kind": (None, group.kind)}
     fields: dict[str, tuple[Any, Any]] = {}
@@ -423,21 +441,28 @@ def _group_fields(
     return fields
 
 
-def _current_members(
-    groups: Iterable[LocalGroup], account_keys: Mapping[int, str]
-) -> dict[int, dict[MemberRef, tuple[int, str]]]:
-    """The members of the synced groups as references → (membership id, provenance)."""
-    ids = [group.id for group in groups]
-    keys_by_group = {group.id: group.key for group in groups}
-    current: dict[int, dict[MemberRef, tuple[int, str]]] = {group_id: {} for group_id in ids}
-    for pk, group_id, account_id, member_group_id, remote, source in GroupMember.objects.filter(
-        group_id__in=ids
-    ).values_list("pk", "group_id", "account_id", "member_group_id", "remote_address", "source"):
-        if account_id is not None:
-            ref: MemberRef = ("account", account_keys.get(account_id) or f"id:{account_id}")
-        elif member_group_id is not None:
-            ref = ("group", keys_by_group.get(member_group_id) or f"id:{member_group_id}")
-        else:
-            ref = ("remote", remote)
-        current[group_id][ref] = (pk, source)
-    return current
+def resolver_for(
+    *,
+    people: Iterable[PersonRef],
+    skipped: Sequence[SkippedEntry],
+    groups: Sequence[DirectoryGroup],
+    config: SyncConfig,
+    local: LocalSnapshot,
+) -> MemberResolver:
+    """People and groups of this run by their DN now; synced objects not read this run by their stored DN."""
+    people_by_dn = dict(local.account_dns)
+    people_by_uid = dict(local.account_uids)
+    for person in people:
+        people_by_dn[normalize_dn(person.dn)] = person.key
+        if person.uid:
+            people_by_uid[person.uid] = person.key
+    groups_by_dn = dict(local.group_dns)
+    groups_by_dn.update((normalize_dn(group.dn), group.key) for group in groups)
+    return MemberResolver(
+        people_by_dn=people_by_dn,
+        people_by_uid=people_by_uid,
+        groups_by_dn=groups_by_dn,
+        addresses_by_dn={normalize_dn(entry.dn): entry.addresses[0] for entry in skipped if entry.addresses},
+        remote_allowed=config.group_remote_members,
+        skipped_dns=frozenset(normalize_dn(entry.dn) for entry in skipped),
+    )

@@ -48,9 +48,16 @@ def with_approval(
 
 
 def guard(
-    *, removals: int, search: SearchOutcome, config: SyncConfig, linked: int, kind: str = "accounts"
+    *,
+    removals: int,
+    search: SearchOutcome,
+    config: SyncConfig,
+    linked: int,
+    kind: str = "accounts",
+    recreated: int = 0,
 ) -> GuardDecision:
-    """Withhold every removal when the answer is incomplete, suspiciously empty, or removes too many."""
+    """Withhold every removal when the answer is incomplete, suspiciously empty, removes too many, or removes
+    people only to create them again under a new id."""
     if not removals:
         return GuardDecision(allow_removals=True)
     if not search.absence_means_gone:
@@ -64,6 +71,13 @@ def guard(
         reason = (
             f"The directory returned no entries at all while {linked} {kind} are synced from it; "
             "check the DN and the filter."
+        )
+    elif recreated:
+        reason = (
+            f"{recreated} of the {kind} this run would remove it would also create again under a new id (the "
+            f"same DN or address): has the id attribute ({config.guid_attribute}) changed? Removing them "
+            "would "
+            "cost their mailboxes; check the settings, then approve or dismiss."
         )
     elif config.max_delete and removals > config.max_delete:
         reason = (

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -17,8 +18,60 @@ from directory_sync.rules.vcard import render_vcard
 from directory_sync.sync.config import SyncConfig
 from icewarp_admin.mailserver.validators import normalize_username
 
+# C0 controls and DEL. PostgreSQL refuses NUL in text and JSON (one such value stopped every run of a domain);
+# the others are never meant in a name or a phone number. Tab, LF and CR become spaces.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAKS = re.compile(r"[\t\n\r]+")
+FULL_NAME_LENGTH = 255  # Account.full_name
 
-@dataclass(frozen=True)
+
+def clean_text(value: str) -> str:
+    """The value without control characters (line breaks and tabs become one space)."""
+    if _CONTROLS.search(value):
+        value = _CONTROLS.sub("", value)
+    if "\n" in value or "\r" in value or "\t" in value:
+        value = _LINE_BREAKS.sub(" ", value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TextValues:
+    """An entry's text values by lower-case attribute name, cleaned of control characters.
+
+    cleaned: the attributes that held some (the run names them, so that the source can be fixed).
+    """
+
+    values: dict[str, list[str]]
+    cleaned: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: Entry) -> TextValues:
+        values: dict[str, list[str]] = {}
+        cleaned: list[str] = []
+        for name, raw in entry.attributes.items():
+            texts: list[str] = []
+            for value in raw:
+                if isinstance(value, str):
+                    clean = clean_text(value)
+                    if clean != value and name not in cleaned:
+                        cleaned.append(name)
+                    texts.append(clean)
+            key = name.split(";", 1)[0].lower()
+            if key in values:
+                values[key].extend(texts)
+            else:
+                values[key] = texts
+        return cls(values, tuple(cleaned))
+
+    def all(self, name: str) -> list[str]:
+        return self.values.get(name.lower(), [])
+
+    def first(self, name: str) -> str:
+        found = self.values.get(name.lower())
+        return found[0].strip() if found else ""
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryPerson:
     """What the directory says one account should look like."""
 
@@ -33,9 +86,11 @@ class DirectoryPerson:
     enabled: bool | None  # None: the directory has no say (generic LDAP has no disabled flag)
     vcard: dict[str, str] | None  # None: personal data is not synchronized
     uid: str = ""  # for posix groups, whose members are uids
+    cleaned: tuple[str, ...] = ()  # attributes whose control characters were removed
+    truncated: tuple[str, ...] = ()  # fields cut to what the account can hold
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SkippedEntry:
     dn: str
     guid: str | None
@@ -45,44 +100,48 @@ class SkippedEntry:
     leaves_domain: bool = False  # no address here any more: its account goes; other skips keep the account
 
 
-def texts(entry: Entry, name: str) -> list[str]:
-    """Text values of an attribute (binary values are not text and are left out)."""
-    return [value for value in entry.get(name) if isinstance(value, str)]
-
-
-def text(entry: Entry, name: str) -> str:
-    values = texts(entry, name)
-    return values[0].strip() if values else ""
-
-
-def login_alias(entry: Entry) -> str:
+def login_alias(values: TextValues) -> str:
     """The login name without its realm: sAMAccountName, the UPN's user part, or uid on generic LDAP."""
     return (
-        text(entry, "sAMAccountName")
-        or text(entry, "userPrincipalName").split("@", 1)[0]
-        or text(entry, "uid")
+        values.first("sAMAccountName")
+        or values.first("userPrincipalName").split("@", 1)[0]
+        or values.first("uid")
     )
+
+
+def entry_key(entry: Entry, config: SyncConfig) -> str | None:
+    """The entry's immutable id as our key (None when it has none)."""
+    raw = entry.first(config.guid_attribute)
+    if not raw:
+        return None
+    key = config.profile.decode_guid(raw, is_binary=config.guid_is_binary)
+    return key if key and not _CONTROLS.search(key) else None
 
 
 def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntry:
     """Apply IceWarp's rules (addresses, domains, username, login, full name, vCard) to one entry."""
-    raw_guid = entry.first(config.guid_attribute)
-    guid = config.profile.decode_guid(raw_guid, is_binary=config.guid_is_binary) if raw_guid else None
+    guid = entry_key(entry, config)
+    if _CONTROLS.search(entry.dn):
+        return SkippedEntry(
+            dn=clean_text(entry.dn), guid=guid, label=clean_text(entry.dn),
+            reason="its DN holds control characters; fix the entry in the directory",
+        )  # fmt: skip
+    values = TextValues.of(entry)
     login = directory_login(
         login_source=config.login_source,
         dn=entry.dn,
-        user_principal_name=text(entry, "userPrincipalName"),
-        sam_account_name=text(entry, "sAMAccountName"),
+        user_principal_name=values.first("userPrincipalName"),
+        sam_account_name=values.first("sAMAccountName"),
     )
     candidates = candidate_addresses(
-        mail=texts(entry, "mail"),
-        other_mailbox=texts(entry, "otherMailbox"),
-        proxy_addresses=texts(entry, "proxyAddresses"),
+        mail=values.all("mail"),
+        other_mailbox=values.all("otherMailbox"),
+        proxy_addresses=values.all("proxyAddresses"),
     )
     qualified = qualifying_local_parts(
         candidates,
         config.accepted,
-        login_alias=login_alias(entry) if config.add_login_to_aliases else "",
+        login_alias=login_alias(values) if config.add_login_to_aliases else "",
     )
     label = candidates[0].address if candidates else entry.dn
     if not qualified.local_parts:
@@ -105,8 +164,8 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
 
     raw_username = local_username(
         source=config.username_source,
-        custom_attribute_value=text(entry, config.username_attribute) if config.username_attribute else "",
-        cn=text(entry, "cn"),
+        custom_attribute_value=values.first(config.username_attribute) if config.username_attribute else "",
+        cn=values.first("cn"),
         login=login,
         login_source=config.login_source,
         primary_local_part=qualified.local_parts[0],
@@ -117,34 +176,31 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
         return SkippedEntry(
             dn=entry.dn, guid=guid, label=label, reason=f"username “{raw_username}”: {error.messages[0]}"
         )
-
-    stamp = text(entry, config.change_stamp_attribute)
-    attributes = {
-        name: [value for value in values if isinstance(value, str)]
-        for name, values in entry.attributes.items()
-    }
+    name = full_name(
+        display_name=values.first("displayName"),
+        cn=values.first("cn"),
+        given_name=values.first("givenName"),
+        surname=values.first("sn"),
+        username=username,
+        from_given_and_sn=config.full_name_from_given_and_sn,
+        vcard_sync_enabled=config.vcard_enabled,
+    )
     return DirectoryPerson(
         key=guid or f"mail:{qualified.local_parts[0]}",
         guid=guid,
         dn=entry.dn,
-        change_stamp=stamp,
+        change_stamp=values.first(config.change_stamp_attribute),
         username=username,
         local_parts=qualified.local_parts,
-        full_name=full_name(
-            display_name=text(entry, "displayName"),
-            cn=text(entry, "cn"),
-            given_name=text(entry, "givenName"),
-            surname=text(entry, "sn"),
-            username=username,
-            from_given_and_sn=config.full_name_from_given_and_sn,
-            vcard_sync_enabled=config.vcard_enabled,
-        )[:255],
+        full_name=name[:FULL_NAME_LENGTH],
         auth_value=auth_value(host=config.host, login=login),
         enabled=None
         if not config.profile.has_disabled_flag
         else not config.profile.is_account_disabled(entry.attributes),
-        vcard=render_vcard(config.vcard_map, attributes) if config.vcard_map is not None else None,
-        uid=text(entry, "uid") or text(entry, "sAMAccountName"),
+        vcard=render_vcard(config.vcard_map, values.values) if config.vcard_map is not None else None,
+        uid=values.first("uid") or values.first("sAMAccountName"),
+        cleaned=values.cleaned,
+        truncated=("full name",) if len(name) > FULL_NAME_LENGTH else (),
     )
 
 
@@ -161,7 +217,7 @@ class PersonRef(Protocol):
     def uid(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SeenPerson:
     """An entry whose change stamp says nothing changed: only what groups and removals need of it."""
 
@@ -172,46 +228,44 @@ class SeenPerson:
 
 @dataclass
 class Triage:
-    people: list[DirectoryPerson]  # changed, new, or to be compared in full: mapped
-    skipped: list[SkippedEntry]
-    unchanged: list[SeenPerson]  # same stamp as last time: not mapped at all
+    """Entries sorted as they stream in: mapped (maybe changed), skipped, or unchanged (not even mapped).
+
+    stamps: directory key → change stamp stored on the linked account; compare_all maps every entry.
+    """
+
+    config: SyncConfig
+    stamps: Mapping[str, str]
+    compare_all: bool
+    last_read: datetime | None
+    people: list[DirectoryPerson] = field(default_factory=list)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    unchanged: list[SeenPerson] = field(default_factory=list)
     without_guid: int = 0
     missing_stamp: int = 0
+    read: int = 0
 
-
-def triage(
-    entries: Iterable[Entry],
-    config: SyncConfig,
-    stamps: Mapping[str, str],
-    *,
-    full_scan: bool,
-    last_read: datetime | None,
-) -> Triage:
-    """Map only the entries that may have changed; an unchanged stamp costs a dictionary look-up.
-
-    stamps: directory key → change stamp stored on the linked account.
-    """
-    result = Triage(people=[], skipped=[], unchanged=[])
-    for entry in entries:
-        raw_guid = entry.first(config.guid_attribute)
-        guid = config.profile.decode_guid(raw_guid, is_binary=config.guid_is_binary) if raw_guid else None
-        stamp = text(entry, config.change_stamp_attribute)
-        result.missing_stamp += not stamp
+    def add(self, entry: Entry, *, compare: bool = False) -> None:
+        """Sort one entry; an unchanged stamp costs a dictionary look-up."""
+        self.read += 1
+        guid = entry_key(entry, self.config)
+        raw_stamp = entry.first(self.config.change_stamp_attribute)
+        stamp = raw_stamp.strip() if isinstance(raw_stamp, str) else ""
+        self.missing_stamp += not stamp
         if (
-            not full_scan
+            not (compare or self.compare_all)
             and guid is not None
             and stamp
-            and stamps.get(guid) == stamp
-            and not may_have_changed_since(stamp, last_read)
+            and self.stamps.get(guid) == stamp
+            and not may_have_changed_since(stamp, self.last_read)
         ):
-            result.unchanged.append(
-                SeenPerson(key=guid, dn=entry.dn, uid=text(entry, "uid") or text(entry, "sAMAccountName"))
+            uid = entry.first("uid") or entry.first("sAMAccountName")
+            self.unchanged.append(
+                SeenPerson(key=guid, dn=entry.dn, uid=clean_text(uid).strip() if isinstance(uid, str) else "")
             )
-            continue
-        mapped = map_entry(entry, config)
+            return
+        mapped = map_entry(entry, self.config)
         if isinstance(mapped, DirectoryPerson):
-            result.people.append(mapped)
-            result.without_guid += mapped.guid is None
+            self.people.append(mapped)
+            self.without_guid += mapped.guid is None
         else:
-            result.skipped.append(mapped)
-    return result
+            self.skipped.append(mapped)

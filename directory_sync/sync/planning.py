@@ -1,25 +1,21 @@
-"""Directory people + the domain's accounts → a plan: plain data, computed without writing anything.
+"""Directory snapshot + local snapshot → the accounts' plan: plain data, computed without reading or writing.
 
-The same plan serves the dry run, the preview, the history (its events) and the apply.
+The same plan serves the dry run, the history (its events) and the apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from directory_sync.ldap.search import dn_hash
 from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, SKIP, UPDATE, Change, ChangeSet
 from directory_sync.sync.config import SyncConfig
-from directory_sync.sync.local import (
-    LinkedAccount,
-    LocalAccount,
-    Owner,
-    address_owners,
-    load_accounts,
-    username_owners,
-)
-from directory_sync.sync.people import DirectoryPerson, SeenPerson, SkippedEntry
+from directory_sync.sync.directory import DirectorySnapshot
+from directory_sync.sync.guard import GuardDecision
+from directory_sync.sync.people import DirectoryPerson
+from directory_sync.sync.snapshot import LinkedAccount, LocalAccount, LocalSnapshot, Owner
 from icewarp_admin.mailserver.models import Account, Provenance
 
 
@@ -31,97 +27,137 @@ class AccountChange(Change):
     drop_address_ids: tuple[int, ...] = ()
     alias_order: tuple[str, ...] = ()
     mailbox_path: str = ""
+    # Accounts whose removal in this run frees an address or username this change takes.
+    needs_removal_of: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Relink:
+    """An account whose entry changed only in what the console does not show: new stamp, DN or uid."""
+
+    account_id: int
+    change_stamp: str
+    dn: str
+    uid: str
 
 
 @dataclass
 class Plan(ChangeSet[AccountChange]):
-    # Accounts whose entry changed only in what the console does not keep: new stamp and DN, no event.
-    stamp_only: list[tuple[int, str, str]] = field(default_factory=list)
+    relinks: list[Relink] = field(default_factory=list)
     full_scan: bool = True
 
 
 @dataclass
-class _Context:
+class _Claims:
     """What the planner knows while it decides, for the claim checks."""
 
     by_key: dict[str, DirectoryPerson]
-    local: dict[int, LocalAccount]
-    owners: dict[str, Owner]
-    user_owners: dict[str, Owner]
+    local: LocalSnapshot
+    current_of: dict[int, str]  # account id → key of the person now processed against it
     wanted_addresses: dict[str, str]  # local part → the key of the first entry that wants it
     wanted_usernames: dict[str, str]
-    processed_ids: set[int]
-    removing_ids: set[int]
+    removing: dict[int, str]  # account id → its key, for the accounts this run removes
 
 
-def plan_accounts(
-    *,
-    people: Sequence[DirectoryPerson],
-    skipped: Sequence[SkippedEntry],
-    config: SyncConfig,
-    full_scan: bool,
-    linked: Mapping[str, LinkedAccount],
-    unchanged: Sequence[SeenPerson] = (),
-) -> Plan:
+def plan_accounts(*, directory: DirectorySnapshot, local: LocalSnapshot, config: SyncConfig) -> Plan:
     """Compare what the directory says with what the domain has; only changed entries get a close look."""
-    plan = Plan(full_scan=full_scan)
-    by_key = _unique_people(people, plan)
-    to_process = list(by_key.values())
-    plan.unchanged += len(unchanged)
-    present = {person.key for person in unchanged}
-    adopted = _adopt_mail_keyed(to_process, linked)
-    leaving = _leaving(linked, by_key.keys() | present, adopted, skipped)
+    plan = Plan(full_scan=directory.full)
+    by_key = _unique_people(directory.people, plan)
+    people = list(by_key.values())
+    adopted = _adopt(people, local, directory)
+    leaving = _leaving(directory, local, adopted)
     plan.changes += [
         AccountChange(
             action=SKIP, key=entry.guid or entry.dn, label=entry.label, dn=entry.dn, reason=entry.reason
         )
-        for entry in skipped
+        for entry in directory.skipped
     ]
-
-    wanted_ids = {
-        linked[adopted.get(p.key, p.key)].account_id
-        for p in to_process
-        if adopted.get(p.key, p.key) in linked
-    }
-    removing_ids = {linked[key].account_id for key in leaving}
-    local = load_accounts(wanted_ids | removing_ids)
-    local_by_key = {account.key: account for account in local.values()}
-    context = _Context(
+    current_of: dict[int, str] = {}
+    for person in people:
+        linked = local.linked.get(adopted.get(person.key, person.key))
+        if linked is not None:
+            current_of[linked.account_id] = person.key
+    claims = _Claims(
         by_key=by_key,
         local=local,
-        owners=address_owners(
-            config.domain_id, config.domain_name, {lp for p in to_process for lp in p.local_parts}
-        ),
-        user_owners=username_owners(config.domain_id, config.domain_name, {p.username for p in to_process}),
+        current_of=current_of,
         wanted_addresses={},
         wanted_usernames={},
-        processed_ids=wanted_ids,
-        removing_ids=removing_ids,
+        removing={local.linked[key].account_id: key for key in leaving},
     )
-    for person in to_process:
+    for person in people:
         for local_part in person.local_parts:
-            context.wanted_addresses.setdefault(local_part, person.key)
-        context.wanted_usernames.setdefault(person.username, person.key)
+            claims.wanted_addresses.setdefault(local_part, person.key)
+        claims.wanted_usernames.setdefault(person.username, person.key)
 
-    for person in to_process:
-        current = local_by_key.get(adopted.get(person.key, person.key))
-        problem = _claim_problem(person, current, context)
+    for person in people:
+        current = local.account_of(adopted.get(person.key, person.key))
+        problem, needs = _claim_problem(person, current, claims)
         if problem:
             plan.changes.append(_conflict(person, problem, current))
         elif current is None:
-            plan.changes.append(_create(person, config))
+            plan.changes.append(replace(_create(person, config), needs_removal_of=needs))
         else:
             change = _update(person, current, config)
             if change is not None:
-                plan.changes.append(change)
+                plan.changes.append(replace(change, needs_removal_of=needs))
             else:
                 plan.unchanged += 1
-                if (current.change_stamp, current.dn) != (person.change_stamp, person.dn):
-                    plan.stamp_only.append((current.id, person.change_stamp, person.dn))
+                link = (current.change_stamp, current.dn, current.uid, current.dn_hash)
+                if link != (person.change_stamp, person.dn, person.uid, dn_hash(person.dn)):
+                    plan.relinks.append(Relink(current.id, person.change_stamp, person.dn, person.uid))
 
-    for key, reason in sorted(leaving.items(), key=lambda item: local_by_key[item[0]].username):
-        plan.changes.append(_remove(local_by_key[key], reason, config))
+    for key, reason in sorted(leaving.items(), key=lambda item: local.linked[item[0]].username):
+        account = local.account_of(key)
+        if account is not None:
+            plan.changes.append(_remove(account, reason, config))
+    # Synced accounts this run had no reason to look at are as they were.
+    looked_at = len(current_of) + len(leaving)
+    plan.unchanged += (
+        max(0, local.linked_total - looked_at) if not directory.full else len(directory.unchanged)
+    )
     return plan
+
+
+def settle(plan: Plan, decision: GuardDecision) -> Plan:
+    """After the guard: a change that needed an address or username of an account whose removal was withheld
+    cannot be applied either; it becomes a conflict, and says why."""
+    withheld = {change.key: change.label for change in plan.of(REMOVE) if not decision.allows(change.key)}
+    if not withheld:
+        return plan
+    settled: list[AccountChange] = []
+    for change in plan.changes:
+        blocking = sorted(key for key in change.needs_removal_of if key in withheld)
+        if change.action in (CREATE, UPDATE, RENAME) and blocking:
+            holders = ", ".join(withheld[key] for key in blocking)
+            change = replace(
+                change,
+                action=CONFLICT,
+                reason=f"its address or username is still held by {holders}, whose removal was withheld; "
+                "left as it was",
+                fields={},
+            )
+        settled.append(change)
+    plan.changes = settled
+    return plan
+
+
+def recreations(plan: Plan) -> list[str]:
+    """Removals that the same run undoes with a creation: the same DN or an address moves to a new id.
+
+    That is what a changed id attribute looks like when the accounts could not be linked again: the people
+    stay, their mailboxes would not. The guard withholds such removals like any mass removal.
+    """
+    created_dns = {dn_hash(change.dn) for change in plan.of(CREATE)}
+    created_addresses = {
+        part for change in plan.of(CREATE) if change.person for part in change.person.local_parts
+    }
+    found = []
+    for change in plan.of(REMOVE):
+        local_part = change.label.split("@", 1)[0]
+        if dn_hash(change.dn) in created_dns or local_part in created_addresses:
+            found.append(change.key)
+    return found
 
 
 def _unique_people(people: Sequence[DirectoryPerson], plan: Plan) -> dict[str, DirectoryPerson]:
@@ -135,88 +171,123 @@ def _unique_people(people: Sequence[DirectoryPerson], plan: Plan) -> dict[str, D
     return by_key
 
 
-def _adopt_mail_keyed(
-    people: Sequence[DirectoryPerson], linked: Mapping[str, LinkedAccount]
+def _adopt(
+    people: Sequence[DirectoryPerson], local: LocalSnapshot, directory: DirectorySnapshot
 ) -> dict[str, str]:
-    """Accounts linked by e-mail (synced while no GUID was readable) are taken over by their entry's GUID."""
+    """Accounts linked under another key that these people take over: person key → the account's key.
+
+    Accounts synced while no GUID was readable are keyed by address ("mail:..."). After the id attribute
+    changed, every account is keyed the old way: it is linked again to the entry with its DN, else with its
+    address.
+    """
     adopted: dict[str, str] = {}
+    taken: set[str] = set()
+    absent: set[str] = set()
+    by_dn: dict[str, str] = {}
+    if local.identity_changed:
+        absent = directory.absent(local.linked.keys())
+        by_dn = {
+            linked.dn_hash or dn_hash(linked.dn): key for key, linked in local.linked.items() if key in absent
+        }
     for person in people:
-        if person.guid and person.key not in linked:
-            for local_part in person.local_parts:
-                mail_key = f"mail:{local_part}"
-                if mail_key in linked and mail_key not in adopted.values():
-                    adopted[person.key] = mail_key
-                    break
+        if person.key in local.linked:
+            continue
+        candidate = None
+        if person.guid:
+            candidate = next(
+                (f"mail:{part}" for part in person.local_parts
+                 if f"mail:{part}" in local.linked and f"mail:{part}" not in taken),
+                None,
+            )  # fmt: skip
+        if candidate is None and local.identity_changed:
+            candidate = by_dn.get(dn_hash(person.dn))
+            if candidate is None or candidate in taken:
+                owner = next(
+                    (
+                        local.address_owners[part]
+                        for part in person.local_parts
+                        if part in local.address_owners
+                    ),
+                    None,
+                )
+                candidate = owner.account_key if owner and owner.account_key in absent else None
+        if candidate is not None and candidate not in taken:
+            adopted[person.key] = candidate
+            taken.add(candidate)
     return adopted
 
 
 def _leaving(
-    linked: Mapping[str, LinkedAccount],
-    present: set[str],
-    adopted: dict[str, str],
-    skipped: Sequence[SkippedEntry],
+    directory: DirectorySnapshot, local: LocalSnapshot, adopted: Mapping[str, str]
 ) -> dict[str, str]:
-    """Linked accounts whose entry is gone, no longer matches the filter, or left this domain → why."""
+    """Synced accounts whose entry is gone, no longer matches the filter, or left this domain → why."""
     taken_over = set(adopted.values())
     leaving = {
-        key: "the entry is gone from the directory or no longer matches the user filter"
-        for key in linked
-        if key not in present and key not in taken_over
+        key: directory.gone_people.get(
+            key, "the entry is gone from the directory or no longer matches the user filter"
+        )
+        for key in directory.absent(local.linked.keys())
+        if key not in taken_over
     }
-    for entry in skipped:
-        if entry.guid not in leaving:
+    for entry in directory.skipped:
+        if entry.guid not in local.linked:
             continue
         if entry.leaves_domain:
             leaving[entry.guid] = f"the entry no longer belongs here: {entry.reason}"
         else:
             # Skipped for another reason (an invalid username, say): the account stays as it is.
-            del leaving[entry.guid]
+            leaving.pop(entry.guid, None)
     return leaving
 
 
-def _claim_problem(person: DirectoryPerson, current: LocalAccount | None, context: _Context) -> str:
-    """Why this person cannot take its addresses or its username (empty when it can)."""
+def _claim_problem(
+    person: DirectoryPerson, current: LocalAccount | None, claims: _Claims
+) -> tuple[str, frozenset[str]]:
+    """Why this person cannot take its addresses or its username (empty when it can), and the removals it
+    needs."""
     own_id = current.id if current else None
+    needs: set[str] = set()
     for local_part in person.local_parts:
-        wanted_by = context.wanted_addresses[local_part]
+        wanted_by = claims.wanted_addresses[local_part]
         if wanted_by != person.key:
-            return f"{local_part} is also an address of the directory entry {context.by_key[wanted_by].dn}"
-        owner = context.owners.get(local_part)
-        if (
-            owner is None
-            or (own_id is not None and owner.account_id == own_id)
-            or _released(owner, local_part, context)
-        ):
+            return (
+                f"{local_part} is also an address of the directory entry {claims.by_key[wanted_by].dn}",
+                frozenset(),
+            )
+        owner = claims.local.address_owners.get(local_part)
+        if owner is None or (own_id is not None and owner.account_id == own_id):
             continue
-        return f"{local_part} is already used by {owner.description}"
-    wanted_by = context.wanted_usernames[person.username]
+        released = _released(owner, claims, local_part=local_part)
+        if released is None:
+            return f"{local_part} is already used by {owner.description}", frozenset()
+        needs |= released
+    wanted_by = claims.wanted_usernames[person.username]
     if wanted_by != person.key:
-        other = context.by_key[wanted_by].dn
-        return f"the username {person.username} is also wanted by the directory entry {other}"
-    owner = context.user_owners.get(person.username)
-    if (
-        owner is not None
-        and owner.account_id != own_id
-        and not _released(owner, None, context, person.username)
-    ):
-        return f"the username {person.username} is already used by {owner.description}"
-    return ""
+        other = claims.by_key[wanted_by].dn
+        return f"the username {person.username} is also wanted by the directory entry {other}", frozenset()
+    owner = claims.local.username_owners.get(person.username)
+    if owner is not None and owner.account_id != own_id:
+        released = _released(owner, claims, username=person.username)
+        if released is None:
+            return f"the username {person.username} is already used by {owner.description}", frozenset()
+        needs |= released
+    return "", frozenset(needs)
 
 
-def _released(owner: Owner, local_part: str | None, context: _Context, username: str = "") -> bool:
-    """Whether the current holder gives the address (or username) up in this same run."""
+def _released(owner: Owner, claims: _Claims, *, local_part: str = "", username: str = "") -> set[str] | None:
+    """Whether the current holder gives the address (or username) up in this same run: the removals that free
+    it (an empty set when another change frees it), or None when it stays taken."""
     if owner.account_id is None:
-        return False  # a group's address
-    if owner.account_id in context.removing_ids:
-        return True
-    if owner.account_id not in context.processed_ids or owner.source == Provenance.MANUAL:
-        return False
-    holder = context.by_key.get(context.local[owner.account_id].key)
-    if holder is None:
-        return False
-    if local_part is not None:
-        return local_part not in holder.local_parts
-    return holder.username != username
+        return None  # a group's address
+    if owner.account_id in claims.removing:
+        return {claims.removing[owner.account_id]}
+    holder_key = claims.current_of.get(owner.account_id)
+    if holder_key is None or owner.source == Provenance.MANUAL:
+        return None
+    holder = claims.by_key[holder_key]
+    if local_part:
+        return set() if local_part not in holder.local_parts else None
+    return set() if holder.username != username else None
 
 
 def _conflict(person: DirectoryPerson, problem: str, current: LocalAccount | None = None) -> AccountChange:
@@ -305,6 +376,8 @@ def _update(person: DirectoryPerson, current: LocalAccount, config: SyncConfig) 
     # A local edit clears the stored stamp (forget_directory_stamp): that is how it shows here.
     locally_edited = current.change_stamp == "" and person.change_stamp != ""
     reason = "changed here: put back" if locally_edited else "changed in the directory"
+    if "directory_id" in fields and not current.key.startswith("mail:"):
+        reason = "linked again after the id attribute changed (same DN or address)"
     return AccountChange(
         action=RENAME if renamed else UPDATE,
         key=person.key,
@@ -332,3 +405,6 @@ def _remove(account: LocalAccount, reason: str, config: SyncConfig) -> AccountCh
         mailbox_path=account.mailbox_path,
         fields={"username": (account.username, None)},
     )
+
+
+__all__ = ["AccountChange", "LinkedAccount", "Plan", "Relink", "plan_accounts", "recreations", "settle"]

@@ -99,6 +99,9 @@ class DirectoryLinked(models.Model):
     # NULL, not "": a local-only object has no id, and the unique (domain, guid) constraint must skip it.
     directory_guid = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     directory_dn = models.TextField(blank=True)
+    # The DN as a fixed-size key (sha1 of its normalized form): a group that lists a member by DN finds the
+    # member's row through an index, without reading every synced object (directory_sync.sync.snapshot).
+    directory_dn_hash = models.CharField(max_length=40, blank=True)
     directory_change_stamp = models.CharField(max_length=64, blank=True)
     directory_last_seen = models.DateTimeField(null=True, blank=True)
 
@@ -133,11 +136,24 @@ class Account(DirectoryLinked):
         default=False, help_text="The person edited their personal data; the directory stops overwriting it."
     )
     mailbox_path = models.CharField(max_length=512, help_text="Maildir folder, relative to the mail root.")
+    # The login name groups list their posix members by (memberUid): uid, or sAMAccountName on AD.
+    directory_uid = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["username"]
+        indexes = [
+            models.Index(fields=["domain", "directory_dn_hash"], name="account_directory_dn"),
+            models.Index(fields=["domain", "directory_uid"], name="account_directory_uid"),
+            # Synced accounts changed here (their stamp was forgotten): each run looks them up, so that the
+            # change is put back at the next run even when the directory reports nothing new.
+            models.Index(
+                fields=["domain"],
+                condition=Q(directory_change_stamp="", directory_guid__isnull=False),
+                name="account_edited_here",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["domain", "username"], name="account_username_unique_in_domain"),
             models.UniqueConstraint(
@@ -175,6 +191,14 @@ class Group(DirectoryLinked):
 
     class Meta:
         ordering = ["address__local_part"]
+        indexes = [
+            models.Index(fields=["domain", "directory_dn_hash"], name="group_directory_dn"),
+            models.Index(
+                fields=["domain"],
+                condition=Q(directory_change_stamp="", directory_guid__isnull=False),
+                name="group_edited_here",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["domain", "directory_guid"],

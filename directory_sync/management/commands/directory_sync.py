@@ -1,15 +1,21 @@
-"""Synchronize a domain in the foreground with the same code the Celery task runs."""
+"""Synchronize a domain in the foreground with the same code the Celery task runs.
+
+Exit codes: 0 the run succeeded, 1 it failed, 3 another run of the domain is queued or running (nothing ran).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from directory_sync.models import SyncRun
-from directory_sync.services.sync import create_run, execute_run, run_summary
+from directory_sync.services.sync import run_now, run_summary
 from icewarp_admin.mailserver.selectors import find_domain
+
+EXIT_BUSY = 3
 
 
 class Command(BaseCommand):
@@ -26,10 +32,13 @@ class Command(BaseCommand):
         found = find_domain(domain)
         if found is None:
             raise CommandError(f"There is no domain {domain}.")
-        run = create_run(
+        start = run_now(
             domain=found, trigger=SyncRun.Trigger.COMMAND, requested_by="command line", dry_run=dry_run
         )
-        run = execute_run(run_id=run.pk)
+        run = start.run
+        if start.joined:
+            self._busy(found.name, run, dry_run=dry_run, as_json=json)
+            sys.exit(EXIT_BUSY)
         summary = run_summary(run)
         if json:
             self.stdout.write(_dumps(summary))
@@ -37,6 +46,35 @@ class Command(BaseCommand):
             self.stdout.write(_text(found.name, run, summary))
         if run.status == SyncRun.Status.FAILED:
             raise CommandError("; ".join(run.errors) or "The synchronization failed.")
+
+    def _busy(self, domain: str, active: SyncRun, *, dry_run: bool, as_json: bool) -> None:
+        """Another run holds the domain: "joined" when it does what was asked (it will do it), else "busy"."""
+        same = active.dry_run == dry_run and active.approves_id is None
+        status = "joined" if same else "busy"
+        message = (
+            f"Run #{active.pk} of {domain} ({active.get_trigger_display()}, {active.status}) "
+            + ("already does this: it was joined, nothing else was started." if same else
+               "is going on: try again when it has finished.")
+        )  # fmt: skip
+        if as_json:
+            self.stdout.write(
+                _dumps(
+                    {
+                        "status": status,
+                        "run": active.pk,
+                        "active_run": {
+                            "id": active.pk,
+                            "status": active.status,
+                            "trigger": active.trigger,
+                            "dry_run": active.dry_run,
+                            "created_at": active.created_at.isoformat(),
+                        },
+                        "message": message,
+                    }
+                )
+            )
+        else:
+            self.stderr.write(message)
 
 
 def _dumps(summary: dict[str, Any]) -> str:
@@ -46,10 +84,15 @@ def _dumps(summary: dict[str, Any]) -> str:
 def _text(domain: str, run: SyncRun, summary: dict[str, Any]) -> str:
     kind = "Dry run" if run.dry_run else "Synchronization"
     counts = ", ".join(f"{name} {value}" for name, value in summary["accounts"].items())
+    phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in summary["phases"].items())
     lines = [
         f"{kind} of {domain} #{run.pk}: {run.status} in {summary['duration_s']:.1f} s",
         f"  accounts: {counts}",
     ]
+    if run.tracking:
+        lines.append(f"  changes: {run.tracking}")
+    if phases:
+        lines.append(f"  phases: {phases}")
     if summary["conflicts"]:
         lines.append(f"  conflicts: {summary['conflicts']}")
     if summary["removals_withheld"]:

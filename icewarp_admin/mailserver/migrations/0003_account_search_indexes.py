@@ -8,6 +8,8 @@ from django.apps.registry import Apps
 from django.db import migrations
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
+from icewarp_admin.mailserver.migrations import _search_triggers as search_triggers
+
 POSTGRES_INDEXES = [
     "CREATE INDEX IF NOT EXISTS account_username_trgm ON mailserver_account USING gin (username gin_trgm_ops)",
     "CREATE INDEX IF NOT EXISTS account_full_name_trgm ON mailserver_account "
@@ -25,32 +27,8 @@ SQLITE_CREATE = [
     "username, full_name, content='mailserver_account', content_rowid='id', tokenize='trigram')",
     "CREATE VIRTUAL TABLE mailserver_address_fts USING fts5("
     "local_part, content='mailserver_address', content_rowid='id', tokenize='trigram')",
-    """CREATE TRIGGER mailserver_account_fts_insert AFTER INSERT ON mailserver_account BEGIN
-        INSERT INTO mailserver_account_fts(rowid, username, full_name) VALUES (new.id, new.username, new.full_name);
-    END""",
-    """CREATE TRIGGER mailserver_account_fts_delete AFTER DELETE ON mailserver_account BEGIN
-        INSERT INTO mailserver_account_fts(mailserver_account_fts, rowid, username, full_name)
-        VALUES ('delete', old.id, old.username, old.full_name);
-    END""",
-    """CREATE TRIGGER mailserver_account_fts_update AFTER UPDATE OF username, full_name ON mailserver_account BEGIN
-        INSERT INTO mailserver_account_fts(mailserver_account_fts, rowid, username, full_name)
-        VALUES ('delete', old.id, old.username, old.full_name);
-        INSERT INTO mailserver_account_fts(rowid, username, full_name) VALUES (new.id, new.username, new.full_name);
-    END""",
-    """CREATE TRIGGER mailserver_address_fts_insert AFTER INSERT ON mailserver_address BEGIN
-        INSERT INTO mailserver_address_fts(rowid, local_part) VALUES (new.id, new.local_part);
-    END""",
-    """CREATE TRIGGER mailserver_address_fts_delete AFTER DELETE ON mailserver_address BEGIN
-        INSERT INTO mailserver_address_fts(mailserver_address_fts, rowid, local_part)
-        VALUES ('delete', old.id, old.local_part);
-    END""",
-    """CREATE TRIGGER mailserver_address_fts_update AFTER UPDATE OF local_part ON mailserver_address BEGIN
-        INSERT INTO mailserver_address_fts(mailserver_address_fts, rowid, local_part)
-        VALUES ('delete', old.id, old.local_part);
-        INSERT INTO mailserver_address_fts(rowid, local_part) VALUES (new.id, new.local_part);
-    END""",
-    "INSERT INTO mailserver_account_fts(mailserver_account_fts) VALUES ('rebuild')",
-    "INSERT INTO mailserver_address_fts(mailserver_address_fts) VALUES ('rebuild')",
+    *search_triggers.SQLITE_TRIGGERS,
+    *search_triggers.SQLITE_REBUILD,
 ]
 SQLITE_DROP = [
     "DROP TRIGGER IF EXISTS mailserver_account_fts_insert",

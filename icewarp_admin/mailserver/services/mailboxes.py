@@ -1,14 +1,20 @@
-"""Mailbox folders on disk (Maildir layout) under the configured mail root."""
+"""Mailbox folders on disk under the configured mail root: <domain>/<username>/, one per account.
+
+Creating an account creates its folder, which reserves the name: a folder left behind by a removed account
+holds someone else's mail and is never handed to a new account (that one gets username.1, username.2...). The
+Maildir inside (cur, new, tmp) is made by the mail server when the mailbox is first opened, as Dovecot and
+IceWarp do: four directories per account cost the sync 17 s of kernel time per 100,000 new accounts here, one
+costs a quarter.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
-
-MAILDIR_SUBFOLDERS = ("cur", "new", "tmp")
 
 
 def mailbox_absolute_path(relative_path: str) -> Path:
@@ -21,29 +27,60 @@ def mailbox_absolute_path(relative_path: str) -> Path:
 
 
 def create_mailbox(*, domain_name: str, username: str) -> str:
-    """Create an empty Maildir for a new account and return its path relative to the mail root.
-
-    A folder left behind by a removed account is never handed to a new one (it holds someone else's
-    mail): the new account gets the next free name, username.1, username.2...
-    """
+    """Create the folder of a new account and return its path relative to the mail root."""
     base = f"{domain_name}/{username}"
     # The names were validated (no "/", no ".."), so the folder is checked once, not resolved per account.
     mailbox_absolute_path(base)
     parent = os.path.join(settings.MAIL_ROOT, domain_name)
-    if not os.path.isdir(parent):  # a stat costs a tenth of a failing mkdir, and the sync makes thousands
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
     candidate, attempt = base, 0
     while True:
-        folder = os.path.join(parent, os.path.basename(candidate))
         try:
-            os.mkdir(folder, 0o700)
-            break
+            os.mkdir(os.path.join(parent, os.path.basename(candidate)), 0o700)
+            return candidate
         except FileExistsError:
             attempt += 1
             candidate = f"{base}.{attempt}"
-    for name in MAILDIR_SUBFOLDERS:
-        os.mkdir(os.path.join(folder, name), 0o700)
-    return candidate
+
+
+def free_mailbox_paths(*, domain_name: str, usernames: Iterable[str], in_use: set[str]) -> dict[str, str]:
+    """Folder names for many new accounts at once: one listing of the domain's folder instead of a failing
+    mkdir per name. in_use: paths the domain's accounts hold (a renamed account keeps its folder)."""
+    mailbox_absolute_path(f"{domain_name}/x")
+    parent = os.path.join(settings.MAIL_ROOT, domain_name)
+    try:
+        taken = {f"{domain_name}/{name}" for name in os.listdir(parent)}
+    except FileNotFoundError:
+        taken = set()
+    taken |= in_use
+    chosen: dict[str, str] = {}
+    for username in usernames:
+        base = candidate = f"{domain_name}/{username}"
+        attempt = 0
+        while candidate in taken:
+            attempt += 1
+            candidate = f"{base}.{attempt}"
+        taken.add(candidate)
+        chosen[username] = candidate
+    return chosen
+
+
+def create_mailbox_folders(paths: Iterable[str]) -> int:
+    """Create the folders of accounts just committed; a folder already there is left as it is."""
+    made = 0
+    parents: set[str] = set()
+    for relative in paths:
+        folder = os.path.join(settings.MAIL_ROOT, relative)
+        parent = os.path.dirname(folder)
+        if parent not in parents:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            parents.add(parent)
+        try:
+            os.mkdir(folder, 0o700)
+            made += 1
+        except FileExistsError:
+            continue
+    return made
 
 
 def delete_mailbox(*, relative_path: str) -> None:
