@@ -26,5 +26,9 @@ pytest: bootstrap
 
 test: lint typecheck pytest
 
+# The benchmarks measure on PostgreSQL (the SQLite figures make their own database).
+BENCH_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/postgres
+
 bench: bootstrap
-	$(PY) -m benchmarks
+	scripts/ensure_postgres.sh "$(BENCH_DATABASE_URL)"
+	DATABASE_URL="$(BENCH_DATABASE_URL)" $(PY) -m benchmarks

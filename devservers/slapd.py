@@ -111,6 +111,18 @@ pwdCheckQuality: 1
 """
 
 
+def _without_syncprov(config: str) -> str:
+    """The config with no syncprov module nor overlay (a server without RFC 4533, like many non-OpenLDAP
+    ones): the other overlays of each database are numbered again from {0}."""
+    blocks = config.split("\n\n")
+    kept = [block for block in blocks if "olcOverlay: {0}syncprov" not in block]
+    text = "\n\n".join(kept).replace("olcModuleLoad: syncprov\n", "")
+    for old in range(1, 5):
+        text = text.replace(f"olcOverlay={{{old}}}", f"olcOverlay={{{old - 1}}}")
+        text = text.replace(f"olcOverlay: {{{old}}}", f"olcOverlay: {{{old - 1}}}")
+    return text
+
+
 def _config_ldif(d: Path, base_dn: str, size_limit: int, extra: str) -> str:
     """The cn=config LDIF of the recipe (loaded with slapadd -n0)."""
     admin_dn = f"cn=admin,{base_dn}"
@@ -484,13 +496,15 @@ def start_slapd(
     extra_config_ldif: str = "",
     size_limit: int = 500,
     stop_at_exit: bool = True,
+    syncrepl: bool = True,
 ) -> SlapdInstance:
     """Build a private slapd in directory, slapadd the base entries and ldifs offline, start it, wait.
 
     ldifs: Path items are LDIF files, str items are LDIF text. extra_config_ldif: additional cn=config entries
     (add form) appended to the generated config before it is loaded. size_limit: frontend size limit for
     everyone but the admin (paged searches may still return everything); <= 0 means unlimited.
-    stop_at_exit: stop the server when this Python process exits (the CLI turns this off).
+    stop_at_exit: stop the server when this Python process exits (the CLI turns this off). syncrepl: False
+    makes a server without the syncprov overlay (no RFC 4533 change tracking).
     """
     if isinstance(ldifs, (str, os.PathLike)):
         ldifs = [ldifs]
@@ -503,7 +517,8 @@ def start_slapd(
 
     slapadd = _proc.find_tool("slapadd")
     config = d / "config.ldif"
-    config.write_text(_config_ldif(d, base_dn, size_limit, extra_config_ldif))
+    text = _config_ldif(d, base_dn, size_limit, extra_config_ldif)
+    config.write_text(text if syncrepl else _without_syncprov(text))
     _proc.run([slapadd, "-q", "-n0", "-F", d / "slapd.d", "-l", config])
     base = d / "base.ldif"
     base.write_text(_data_ldif(base_dn))

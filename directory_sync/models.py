@@ -262,6 +262,16 @@ class ConnectionCheck(BackgroundJob):
         return f"Test connection of {self.domain} ({self.status})"
 
 
+PHASE_LABELS = {
+    "read": "Reading the directory",
+    "load": "Loading the domain's accounts and groups",
+    "plan": "Planning",
+    "guard": "Checking removals",
+    "apply": "Applying",
+    "record": "Recording events",
+}
+
+
 class SyncRun(BackgroundJob):
     """One synchronization of a domain (or a dry run of one), and its events."""
 
@@ -334,6 +344,17 @@ class SyncRun(BackgroundJob):
     def __str__(self) -> str:
         kind = "Dry run" if self.dry_run else "Sync"
         return f"{kind} of {self.domain} #{self.pk} ({self.status})"
+
+    @property
+    def phase_label(self) -> str:
+        """The phase going on, in words."""
+        return PHASE_LABELS.get(self.phase, self.phase.capitalize() or "Starting")
+
+    def phase_timings(self) -> list[tuple[str, float]]:
+        """(phase in words, seconds) in the order the phases ran."""
+        return [
+            (PHASE_LABELS.get(name, name), float(seconds)) for name, seconds in (self.phases or {}).items()
+        ]
 
 
 class SyncEvent(models.Model):

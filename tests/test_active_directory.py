@@ -700,3 +700,117 @@ def test_change_tracking_by_usn_reads_only_what_changed(samba: SambaInstance, ex
         for dn in (ou, elsewhere):
             delete_tree(conn, dn)
         conn.unbind()
+
+
+def test_change_tracking_follows_renames_groups_filter_exits_and_edits_here(
+    samba: SambaInstance, example_test: Domain
+) -> None:
+    """Runs between full reads: a rename, a user leaving the filter, a group's new member and a group deleted
+    are found by USN; an account or group edited here is put back at the next run; a DC restart keeps the
+    numbering, so changes made while it was down are found; a lost mark means a full read."""
+    from icewarp_admin.mailserver.services.accounts import AccountSettings, update_account
+    from icewarp_admin.mailserver.services.groups import update_group
+
+    ou = f"OU=Tracking2,{BASE}"
+    conn = admin_connection(samba)
+    try:
+        delete_tree(conn, ou)
+        conn.add(ou, "organizationalUnit")
+        ann = add_user(conn, f"CN=ann,{ou}", "ann", mail="ann@example.test", title="Staff")
+        ben = add_user(conn, f"CN=ben,{ou}", "ben", mail="ben@example.test")
+        cid = add_user(conn, f"CN=cid,{ou}", "cid", mail="cid@example.test")
+        crew = f"CN=crew,{ou}"
+        conn.add(crew, "group", {"sAMAccountName": "crew2", "mail": "crew@example.test", "member": [ann]})
+        extra = f"CN=extra,{ou}"
+        conn.add(extra, "group", {"sAMAccountName": "extra2", "mail": "extra@example.test", "member": [ben]})
+        account_filter = "(&(objectCategory=person)(objectClass=user)(!(description=left)))"
+        configure_ad(
+            example_test, samba, base_dn=ou, account_filter=account_filter, group_filter="(objectClass=group)"
+        )
+        assert sync(example_test).full_scan
+
+        conn.modify_dn(ann, "CN=anne")  # a rename
+        anne = f"CN=anne,{ou}"
+        conn.modify(anne, {"mail": [(MODIFY_REPLACE, ["anne@example.test"])]})
+        conn.modify(ben, {"description": [(MODIFY_REPLACE, ["left"])]})  # out of the filter
+        conn.modify(crew, {"member": [(MODIFY_ADD, [cid])]})
+        conn.delete(extra)
+        run = sync(example_test)
+        assert run.tracking == "USN" and not run.full_scan
+        assert counts(run)["renamed"] == 1 and counts(run)["removed"] == 1
+        assert Account.objects.get(domain=example_test, directory_dn__iexact=anne).username == "anne"
+        assert not Account.objects.filter(domain=example_test, username="ben").exists()
+        crew_group = Group.objects.get(domain=example_test, address__local_part="crew")
+        assert sorted(crew_group.memberships.values_list("account__username", flat=True)) == ["anne", "cid"]
+        assert not Group.objects.filter(domain=example_test, address__local_part="extra").exists()
+
+        cid_account = Account.objects.get(domain=example_test, username="cid")
+        changes = AccountSettings(
+            full_name="Changed here", auth_mode=cid_account.auth_mode, auth_value=cid_account.auth_value,
+            enabled=True, quota_mb=0, max_message_kb=0, services=list(cid_account.services),
+        )  # fmt: skip
+        update_account(account=cid_account, changes=changes)
+        update_group(group=crew_group, name="Renamed here", description="", kind=crew_group.kind)
+        put_back = sync(example_test)
+        assert put_back.tracking == "USN"  # not the daily full read
+        assert Account.objects.get(domain=example_test, username="cid").full_name == "cid"
+        assert Group.objects.get(pk=crew_group.pk).name == "crew"
+
+        samba.stop()
+        samba.restart()
+        conn.unbind()
+        conn = admin_connection(samba)
+        conn.modify(cid, {"title": [(MODIFY_REPLACE, ["After the restart"])]})
+        after = sync(example_test)
+        assert after.tracking == "USN" and counts(after)["updated"] == 1
+
+        state = SyncState.objects.get(domain=example_test)
+        state.cursor = {}
+        state.save()
+        lost = sync(example_test)
+        assert lost.full_scan and lost.tracking.startswith("full read")
+    finally:
+        delete_tree(conn, ou)
+        conn.unbind()
+
+
+def test_range_reads_continue_to_the_last_value_and_a_cut_is_marked(
+    samba: SambaInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Active Directory returns a big group's members in slices (member;range=0-1499...): the sync's reader
+    asks for the rest until the last; when the rest cannot be read, the entry says which attribute is
+    incomplete. Samba slices only when asked, so the first slice is asked for here."""
+    from directory_sync.ldap import BulkSession, open_bulk_session
+
+    options = SessionOptions(
+        endpoints=(endpoint_from_host(samba.ldaps_url),),
+        bind_user=samba.admin_upn,
+        bind_password=samba.admin_password,
+        ca_bundle_pem=samba.ca_cert.read_text(),
+    )
+    with open_bulk_session(options) as session:
+        whole = next(
+            iter(
+                session.paged_search(BIG_GROUP.dn, "(objectClass=*)", ["member"], page_size=10, scope="base")
+            )
+        )
+        sliced = next(
+            iter(
+                session.paged_search(
+                    BIG_GROUP.dn, "(objectClass=*)", ["member;range=0-99"], page_size=10, scope="base"
+                )
+            )
+        )
+    assert len(whole.get("member")) == len(BIG_GROUP.members) == 1600
+    assert sorted(sliced.get("member")) == sorted(whole.get("member")) and not sliced.incomplete
+
+    monkeypatch.setattr(BulkSession, "fetch_range", lambda self, dn, wanted, binary: None)
+    with open_bulk_session(options) as session:
+        cut = next(
+            iter(
+                session.paged_search(
+                    BIG_GROUP.dn, "(objectClass=*)", ["member;range=0-99"], page_size=10, scope="base"
+                )
+            )
+        )
+    assert len(cut.get("member")) == 100 and cut.incomplete == frozenset({"member"})

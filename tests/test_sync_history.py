@@ -414,7 +414,7 @@ def test_events_are_paginated_by_a_hundred(domain: Domain, admin: Client) -> Non
 def test_a_running_run_polls_until_it_finishes(domain: Domain, admin: Client) -> None:
     run = SyncRun.objects.create(
         domain=domain, trigger="manual", requested_by="console-admin", status="running",
-        started_at=timezone.now(), phase="reading", entries_read=120,
+        started_at=timezone.now(), phase="read", entries_read=120,
     )  # fmt: skip
     url, headers = run_url(run), {**HTMX, "HX-Target": "run-header"}
     full = page(admin.get(url))
@@ -424,9 +424,9 @@ def test_a_running_run_polls_until_it_finishes(domain: Domain, admin: Client) ->
     html = page(polled)
     assert html.lstrip().startswith('<section class="card run-header" id="run-header"')
     assert 'hx-trigger="every 2s"' in html and "<progress" in html
-    assert "Phase: reading" in text(html) and "Entries read 120" in text(html)
+    assert "Phase: Reading the directory" in text(html) and "Entries read 120" in text(html)
 
-    SyncRun.objects.filter(pk=run.pk).update(phase="applying", actions_planned=10, actions_applied=4)
+    SyncRun.objects.filter(pk=run.pk).update(phase="apply", actions_planned=10, actions_applied=4)
     assert '<progress max="10" value="4">' in page(admin.get(url, headers=headers))
 
     SyncRun.objects.filter(pk=run.pk).update(

@@ -57,10 +57,19 @@ def is_binary_attribute(name: str, extra: Collection[str] = ()) -> bool:
     return any(base == _base_name(other) for other in extra)
 
 
+@functools.lru_cache(maxsize=4096)
+def _binary(name: str, extra: tuple[str, ...]) -> bool:
+    return is_binary_attribute(name, extra)
+
+
 def decode_values(name: str, raw: Iterable[bytes], binary: Collection[str] = ()) -> list[Value]:
     """Raw values as text when they are valid UTF-8, as bytes otherwise or when the attribute is binary."""
-    if is_binary_attribute(name, binary):
+    if _binary(name, tuple(binary)):
         return [bytes(value) for value in raw]
+    try:
+        return [value.decode("utf-8") for value in raw]
+    except (UnicodeDecodeError, AttributeError):
+        pass
     values: list[Value] = []
     for value in raw:
         try:

@@ -154,7 +154,12 @@ def ref_target_dn(uri: str) -> str:
 
 def normalize_dn(dn: str) -> str:
     """A rough canonical DN for comparisons: lower case, no spaces around separators."""
-    return ",".join("=".join(p.strip() for p in rdn.split("=", 1)) for rdn in dn.lower().split(","))
+    lowered = dn.lower()
+    if ", " not in lowered and " ," not in lowered and "= " not in lowered and " =" not in lowered:
+        return (
+            lowered.strip()
+        )  # the common case: nothing to strip inside (a sync normalizes 600,000 of these)
+    return ",".join("=".join(p.strip() for p in rdn.split("=", 1)) for rdn in lowered.split(","))
 
 
 def dn_hash(dn: str) -> str:

@@ -18,6 +18,7 @@ Rendering rules we chose where IceWarp's documents are silent:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,9 +76,9 @@ class VCardLine:
     parts: tuple[str | Placeholder, ...]
     attributes: frozenset[str] = field(default=frozenset())
 
-    @property
+    @functools.cached_property
     def placeholders(self) -> tuple[Placeholder, ...]:
-        """Return the line's placeholders in order."""
+        """Return the line's placeholders in order (asked for every entry a sync renders: kept)."""
         return tuple(part for part in self.parts if isinstance(part, Placeholder))
 
 
@@ -242,12 +243,19 @@ def default_vcard_map() -> VCardMap:
 class AttributeValues:
     """A case-insensitive, read-only view of an entry's attributes (text values) for rendering."""
 
-    def __init__(self, attributes: Mapping[str, Sequence[str] | str]) -> None:
-        """Index attributes by lower-case name; a single string counts as one value."""
-        self._values: dict[str, list[str]] = {}
+    def __init__(self, attributes: Mapping[str, Sequence[str] | str], *, lower_case: bool = False) -> None:
+        """Index attributes by lower-case name; a single string counts as one value.
+
+        lower_case: the names are lower-case already and the values lists (the sync's own view): used as is.
+        """
+        self._values: Mapping[str, Sequence[str] | str] = attributes
+        if lower_case:
+            return
+        values_by_name: dict[str, list[str]] = {}
         for name, values in attributes.items():
             listed = [values] if isinstance(values, str) else list(values)
-            self._values.setdefault(name.lower(), []).extend(listed)
+            values_by_name.setdefault(name.lower(), []).extend(listed)
+        self._values = values_by_name
 
     def values(self, name: str) -> list[str]:
         """Return every value of the attribute (empty list when absent)."""
@@ -255,16 +263,29 @@ class AttributeValues:
 
     def first(self, name: str) -> str:
         """Return the attribute's first non-empty value, stripped; for proxyAddresses the SMTP address."""
-        values = [value.strip() for value in self.values(name)]
-        if name.lower() == _PROXY_ADDRESSES:
-            primary = [value[5:].strip() for value in values if value.startswith("SMTP:")]
-            secondary = [value[5:].strip() for value in values if value[:5].lower() == "smtp:"]
-            values = primary + secondary
-        return next((value for value in values if value), "")
+        key = name.lower()
+        values = self._values.get(key)
+        if not values:
+            return ""
+        if key == _PROXY_ADDRESSES:
+            stripped = [value.strip() for value in values]
+            primary = [value[5:].strip() for value in stripped if value.startswith("SMTP:")]
+            secondary = [value[5:].strip() for value in stripped if value[:5].lower() == "smtp:"]
+            return next((value for value in primary + secondary if value), "")
+        for value in values:
+            value = value.strip()
+            if value:
+                return value
+        return ""
+
+
+_NEEDS_ESCAPE = re.compile(r"[\\\r\n,;]")
 
 
 def _escape(value: str) -> str:
     """Escape a value for a vCard text property (RFC 6350 §3.4)."""
+    if not _NEEDS_ESCAPE.search(value):
+        return value
     return (
         value.replace("\\", "\\\\")
         .replace("\r\n", "\n")
@@ -276,10 +297,17 @@ def _escape(value: str) -> str:
 
 
 def render_vcard(
-    vmap: VCardMap, attributes: Mapping[str, Sequence[str] | str], *, escape: bool = True
+    vmap: VCardMap,
+    attributes: Mapping[str, Sequence[str] | str],
+    *,
+    escape: bool = True,
+    lower_case: bool = False,
 ) -> dict[str, str]:
-    """Return {ITEM: value} for an entry (see the module docstring for which lines are dropped)."""
-    view = AttributeValues(attributes)
+    """Return {ITEM: value} for an entry (see the module docstring for which lines are dropped).
+
+    lower_case: the attribute names are lower-case and their values lists already (saves a copy per entry).
+    """
+    view = AttributeValues(attributes, lower_case=lower_case)
     rendered: dict[str, str] = {}
     for line in vmap.lines:
         if line.item in rendered:
@@ -291,7 +319,11 @@ def render_vcard(
             if isinstance(part, str):
                 pieces.append(part)
                 continue
-            value = next((found for found in map(view.first, part.names) if found), "")
+            value = ""
+            for name in part.names:
+                value = view.first(name)
+                if value:
+                    break
             if not value and part.required:
                 dropped = True
                 break

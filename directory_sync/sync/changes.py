@@ -14,7 +14,7 @@ MemberRef = tuple[str, str]  # ("account" | "group" | "remote", key or address)
 OU_KEY_PREFIX = "ou:"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One planned action on one object, with every field it changes (before → after) and why."""
 

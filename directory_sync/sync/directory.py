@@ -15,6 +15,7 @@ from typing import Any
 
 from directory_sync.ldap import BulkSession, DirectoryError, Entry
 from directory_sync.ldap.filters import any_of, escape_value
+from directory_sync.ldap.search import dn_hash
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.groups import DirectoryGroup, map_group
 from directory_sync.sync.guard import SearchOutcome
@@ -62,6 +63,21 @@ class DirectorySnapshot:
     warnings: list[str] = field(default_factory=list)
     next_cursor: dict[str, Any] | None = None  # what the next run continues from, once this one is applied
 
+    def says_nothing_changed(self) -> bool:
+        """An incremental read that found no change at all (nor anything edited here)."""
+        return not (
+            self.full
+            or self.people
+            or self.unchanged
+            or self.skipped
+            or self.groups
+            or self.skipped_groups
+            or self.gone_people
+            or self.gone_groups
+            or self.present_people is not None
+            or self.present_groups is not None
+        )
+
     def absent(self, synced_keys: Iterable[str]) -> set[str]:
         """The synced keys whose entry the directory no longer has (deleted, moved out, filtered out)."""
         read = {person.key for person in self.people} | {entry.guid for entry in self.skipped if entry.guid}
@@ -82,6 +98,7 @@ class ReadContext:
     stamps: Callable[[], Mapping[str, str]]  # key → stored stamp of the synced accounts (full reads only)
     edited_here: Callable[[], tuple[list[str], list[str]]]  # keys of accounts and groups changed here
     groups_holding: Callable[[Iterable[str]], list[str]]  # keys of the synced groups that hold these accounts
+    stored_links: Callable[[Iterable[str]], dict[str, tuple[str, str]]]  # key → (DN hash, uid) stored
 
 
 class _Collector:
@@ -100,7 +117,7 @@ class _Collector:
             if key in self.person_keys:
                 return
             self.person_keys.add(key)
-        self.triage.add(entry, compare=compare)
+        self.triage.add(entry, compare=compare, key=key)
         self._tick()
 
     def group(self, entry: Entry, kind: str, *, again: bool = False) -> None:
@@ -214,15 +231,19 @@ def _incremental(
     _take_triage(snapshot, triage)
     _read_groups_by_id(session, config, [key for key in groups_here if key not in sinks.group_keys], sinks)
 
-    # Groups whose members changed: those that list a changed entry by its DN or uid (the entry may be new
-    # here) and those that hold a changed or departed account now (it may have been renamed without the group
-    # entry changing: servers whose referential integrity rewrites members do it without a new stamp).
-    named = {entry.dn for entry in snapshot.skipped} | {person.dn for person in snapshot.people}
-    uids = {person.uid for person in snapshot.people if person.uid}
-    _read_groups_listing(session, config, sorted(named), sorted(uids), sinks)
-    # (Accounts found absent only from a present list are removed with their memberships; their groups need no
-    # second look.)
-    holding = context.groups_holding(set(snapshot.gone_people) | {person.key for person in snapshot.people})
+    # Groups whose members may resolve differently now: only entries that are new here, or known by another DN
+    # or uid than before, change what a group's member list means (an edited title does not).
+    stored = context.stored_links(person.key for person in snapshot.people)
+    moved = [
+        person for person in snapshot.people if stored.get(person.key) != (dn_hash(person.dn), person.uid)
+    ]
+    # The groups that list them by their new DN or uid (a group may have named them before they qualified) ...
+    named = {entry.dn for entry in snapshot.skipped} | {person.dn for person in moved}
+    _read_groups_listing(session, config, sorted(named), sorted({p.uid for p in moved if p.uid}), sinks)
+    # ... and those that hold them now, which may list them by the old DN: servers whose referential integrity
+    # rewrites member values do it without a new change stamp, others leave a stale DN that resolves to
+    # nobody. (A departed account's memberships go with it: its groups need no second look.)
+    holding = context.groups_holding(person.key for person in moved if person.key in stored)
     _read_groups_by_id(session, config, [key for key in holding if key not in sinks.group_keys], sinks)
     return snapshot
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -62,11 +63,22 @@ class DirectoryGroup:
     members_complete: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroupChange(Change):
     group: DirectoryGroup | None = None
     add_members: frozenset[MemberRef] = frozenset()
     remove_member_ids: tuple[int, ...] = ()
+    removed_members: tuple[MemberRef, ...] = ()  # the same memberships, as references (for the event)
+
+    def event_fields(self) -> dict[str, tuple[Any, Any]]:
+        """The fields before → after, member lists included (made when recorded: a first run adds 500,000
+        memberships, which the plan holds once, in add_members)."""
+        fields = dict(self.fields)
+        if self.add_members:
+            fields["members_added"] = ([], sorted(self.add_members))
+        if self.removed_members:
+            fields["members_removed"] = (sorted(self.removed_members), [])
+        return fields
 
 
 @dataclass
@@ -109,7 +121,10 @@ def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup 
         name=name[:255],
         kind=kind,
         change_stamp=values.first(config.change_stamp_attribute),
-        member_dns=tuple(normalize_dn(dn) for attr in ("member", "uniqueMember") for dn in values.all(attr)),
+        # Interned: the same member in many groups is one string (500,000 memberships, 100,000 people).
+        member_dns=tuple(
+            sys.intern(normalize_dn(dn)) for attr in ("member", "uniqueMember") for dn in values.all(attr)
+        ),
         member_uids=tuple(uid.strip() for uid in values.all("memberUid")),
         members_complete=not (entry.incomplete & set(MEMBER_ATTRIBUTES)),
     )
@@ -173,7 +188,11 @@ def ou_alias(name: str, key: str) -> str:
 
 @dataclass
 class MemberResolver:
-    """Turns the member DNs and uids of group entries into member references, once per group."""
+    """Turns the member DNs and uids of group entries into member references.
+
+    Each account and group has one reference object, shared by every group that holds it (a first run resolves
+    500,000 memberships of 100,000 people).
+    """
 
     people_by_dn: dict[str, str]
     people_by_uid: dict[str, str]
@@ -185,24 +204,31 @@ class MemberResolver:
     left_out: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)
     unresolved: set[str] = field(default_factory=set)
-    _cache: dict[str, frozenset[MemberRef]] = field(default_factory=dict)
+    _refs: dict[str, dict[str, MemberRef]] = field(
+        default_factory=lambda: {"account": {}, "group": {}, "remote": {}}
+    )
+
+    def ref(self, kind: str, value: str) -> MemberRef:
+        """The one reference object of an account, group or remote address."""
+        known = self._refs[kind]
+        found = known.get(value)
+        if found is None:
+            found = known[value] = (kind, value)
+        return found
 
     def members(self, group: DirectoryGroup) -> frozenset[MemberRef]:
         if group.members:
             return group.members
-        cached = self._cache.get(group.key)
-        if cached is not None:
-            return cached
         refs: set[MemberRef] = set()
         for dn in group.member_dns:
             if dn in self.people_by_dn:
-                refs.add(("account", self.people_by_dn[dn]))
+                refs.add(self.ref("account", self.people_by_dn[dn]))
             elif dn in self.groups_by_dn:
                 if self.groups_by_dn[dn] != group.key:
-                    refs.add(("group", self.groups_by_dn[dn]))
+                    refs.add(self.ref("group", self.groups_by_dn[dn]))
             elif dn in self.addresses_by_dn:
                 if self.remote_allowed:
-                    refs.add(("remote", self.addresses_by_dn[dn]))
+                    refs.add(self.ref("remote", self.addresses_by_dn[dn]))
                 else:
                     self.left_out.add(dn)
             elif dn in self.skipped_dns:
@@ -211,12 +237,20 @@ class MemberResolver:
                 self.unresolved.add(dn)
         for uid in group.member_uids:
             if uid in self.people_by_uid:
-                refs.add(("account", self.people_by_uid[uid]))
+                refs.add(self.ref("account", self.people_by_uid[uid]))
             else:
                 self.unresolved.add(f"uid {uid}")
-        resolved = frozenset(refs)
-        self._cache[group.key] = resolved
-        return resolved
+        return frozenset(refs)
+
+    def nested(self, group: DirectoryGroup) -> list[str]:
+        """The keys of the groups this group names as members (for the loop check, before the plan)."""
+        if group.members:
+            return [value for kind, value in group.members if kind == "group"]
+        return [
+            self.groups_by_dn[dn]
+            for dn in group.member_dns
+            if dn not in self.people_by_dn and dn in self.groups_by_dn and self.groups_by_dn[dn] != group.key
+        ]
 
     def warnings(self, domain_name: str) -> list[str]:
         found = []
@@ -274,9 +308,10 @@ def plan_groups(
     removing = set(removing_account_keys)
     taken = set(taken_by_accounts)
     edges = _nesting_without_cycles(ordered, resolver, local, scope, plan)
+    adopted = _adopt(ordered, local) if local.identity_changed else {}
 
     for group in ordered:
-        existing = local.groups.get(group.key)
+        existing = local.groups.get(group.key) or adopted.get(group.key)
         label = f"{group.alias}@{config.domain_name}"
         owner = local.alias_owners.get(group.alias)
         problem = ""
@@ -293,14 +328,17 @@ def plan_groups(
                 )
             )
             continue
-        wanted = {
+        members = resolver.members(group)
+        wanted = frozenset(
             ref
-            for ref in resolver.members(group)
+            for ref in members
             if not (ref[0] == "account" and ref[1] in removing)
-            and not (ref[0] == "group" and ref not in edges[group.key])
-        }
+            and not (ref[0] == "group" and ref[1] not in edges[group.key])
+        )
+        if len(wanted) == len(members):
+            wanted = members  # the common case: one set, not two
         have = local.group_members.get(existing.id, {}) if existing else {}
-        added = frozenset(ref for ref in wanted if ref not in have)
+        added = wanted if not have else frozenset(ref for ref in wanted if ref not in have)
         # Members added by hand stay (and are not added again); only the directory's own ones can go, and only
         # when the directory returned the whole member list.
         dropped = {
@@ -314,15 +352,11 @@ def plan_groups(
                 "none taken away."
             )
         fields = _group_fields(existing, group, label)
-        if added:
-            fields["members_added"] = ([], sorted(added))
-        if dropped:
-            fields["members_removed"] = (sorted(dropped), [])
-        if existing is not None and not fields and existing.change_stamp == group.change_stamp:
-            plan.unchanged += 1
-            continue
-        if existing is not None and not fields:
-            plan.restamped.append((existing.id, group.change_stamp, group.dn))
+        if existing is not None and existing.key != group.key:
+            fields["directory_id"] = (existing.key, group.key)
+        if existing is not None and not fields and not added and not dropped:
+            if existing.change_stamp != group.change_stamp:
+                plan.restamped.append((existing.id, group.change_stamp, group.dn))
             plan.unchanged += 1
             continue
         action = CREATE if existing is None else RENAME if "alias" in fields else UPDATE
@@ -338,10 +372,11 @@ def plan_groups(
                 reason="new in the directory" if action == CREATE else _why_changed(existing, group),
                 add_members=added,
                 remove_member_ids=tuple(dropped.values()),
+                removed_members=tuple(dropped),
             )
         )
 
-    seen = {group.key for group in groups}
+    seen = {group.key for group in groups} | {group.key for group in adopted.values()}
     for key, existing in sorted(local.groups.items(), key=lambda item: item[1].alias):
         reason = _removal_reason(key, seen, config, scope)
         if reason:
@@ -366,7 +401,40 @@ def plan_groups(
     return plan
 
 
+def _adopt(groups: Sequence[DirectoryGroup], local: LocalSnapshot) -> dict[str, Any]:
+    """After the id attribute changed: directory group key → the synced group linked under the old key that
+    has its DN, else its alias (it is linked again, members and address kept, instead of removed and made
+    new)."""
+    keys = {group.key for group in groups}
+    spare = [g for key, g in local.groups.items() if key not in keys and not key.startswith(OU_KEY_PREFIX)]
+    by_dn = {normalize_dn(group.dn): group for group in spare}
+    by_alias = {group.alias: group for group in spare}
+    adopted: dict[str, Any] = {}
+    used: set[str] = set()
+    for group in groups:
+        if group.key in local.groups:
+            continue
+        match = by_dn.get(normalize_dn(group.dn)) or by_alias.get(group.alias)
+        if match is not None and match.key not in used:
+            adopted[group.key] = match
+            used.add(match.key)
+    return adopted
+
+
+def recreated_groups(plan: GroupPlan) -> list[str]:
+    """Group removals that the same run undoes with a creation of the same alias or DN (see the accounts')."""
+    created = {change.group.alias for change in plan.of(CREATE) if change.group is not None}
+    created |= {normalize_dn(change.dn) for change in plan.of(CREATE)}
+    return [
+        change.key
+        for change in plan.of(REMOVE)
+        if change.label.split("@", 1)[0] in created or normalize_dn(change.dn) in created
+    ]
+
+
 def _why_changed(existing: Any, group: DirectoryGroup) -> str:
+    if existing is not None and existing.key != group.key:
+        return "linked again after the id attribute changed (same DN or address)"
     if existing is not None and existing.change_stamp == "" and group.change_stamp:
         return "changed here: put back"
     return "changed in the directory"
@@ -391,8 +459,8 @@ def _nesting_without_cycles(
     local: LocalSnapshot,
     scope: GroupScope,
     plan: GroupPlan,
-) -> dict[str, set[MemberRef]]:
-    """Nested-group references to keep: an edge that would close a loop (A in B in A) is dropped, and said.
+) -> dict[str, set[str]]:
+    """Keys of the nested groups to keep: an edge that would close a loop (A in B in A) is dropped, and said.
 
     The groups not compared this run keep their nesting as it is here, and count for loops too.
     """
@@ -402,7 +470,7 @@ def _nesting_without_cycles(
         for parent, children in local.nesting.items()
         if parent not in compared and not (scope.complete and not parent.startswith(OU_KEY_PREFIX))
     }
-    kept: dict[str, set[MemberRef]] = {group.key: set() for group in groups}
+    kept: dict[str, set[str]] = {group.key: set() for group in groups}
 
     def reaches(start: str, target: str) -> bool:
         seen, stack = set(), [start]
@@ -416,14 +484,12 @@ def _nesting_without_cycles(
         return False
 
     for group in groups:
-        for kind, child in sorted(resolver.members(group)):
-            if kind != "group":
-                continue
+        for child in sorted(set(resolver.nested(group))):
             if reaches(child, group.key):
                 plan.warnings.append(f"{group.dn} and {child} contain each other; that nesting was left out.")
                 continue
             reachable.setdefault(group.key, set()).add(child)
-            kept[group.key].add((kind, child))
+            kept[group.key].add(child)
     return kept
 
 
@@ -453,7 +519,7 @@ def resolver_for(
     people_by_dn = dict(local.account_dns)
     people_by_uid = dict(local.account_uids)
     for person in people:
-        people_by_dn[normalize_dn(person.dn)] = person.key
+        people_by_dn[sys.intern(normalize_dn(person.dn))] = person.key
         if person.uid:
             people_by_uid[person.uid] = person.key
     groups_by_dn = dict(local.group_dns)

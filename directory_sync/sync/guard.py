@@ -74,7 +74,7 @@ def guard(
         )
     elif recreated:
         reason = (
-            f"{recreated} of the {kind} this run would remove it would also create again under a new id (the "
+            f"{recreated} of the {kind} this run would remove would be created again under a new id (the "
             f"same DN or address): has the id attribute ({config.guid_attribute}) changed? Removing them "
             "would "
             "cost their mailboxes; check the settings, then approve or dismiss."

@@ -18,15 +18,16 @@ from directory_sync.rules.vcard import render_vcard
 from directory_sync.sync.config import SyncConfig
 from icewarp_admin.mailserver.validators import normalize_username
 
-# C0 controls and DEL. PostgreSQL refuses NUL in text and JSON (one such value stopped every run of a domain);
-# the others are never meant in a name or a phone number. Tab, LF and CR become spaces.
+# C0 controls but tab and line breaks, and DEL. PostgreSQL refuses NUL in text and JSON (one such value
+# stopped every run of a domain); the others are never meant in a name or a phone number. A line break is kept
+# where a value may have several lines (a vCard NOTE) and becomes a space in a name.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\t\n\r]+")
 FULL_NAME_LENGTH = 255  # Account.full_name
 
 
 def clean_text(value: str) -> str:
-    """The value without control characters (line breaks and tabs become one space)."""
+    """A one-line value without control characters (line breaks and tabs become one space)."""
     if _CONTROLS.search(value):
         value = _CONTROLS.sub("", value)
     if "\n" in value or "\r" in value or "\t" in value:
@@ -49,16 +50,19 @@ class TextValues:
         values: dict[str, list[str]] = {}
         cleaned: list[str] = []
         for name, raw in entry.attributes.items():
-            texts: list[str] = []
-            for value in raw:
-                if isinstance(value, str):
-                    clean = clean_text(value)
-                    if clean != value and name not in cleaned:
-                        cleaned.append(name)
-                    texts.append(clean)
-            key = name.split(";", 1)[0].lower()
+            texts: list[str] = (
+                raw
+                if all(type(value) is str for value in raw)
+                else [  # type: ignore[assignment]
+                    value for value in raw if isinstance(value, str)
+                ]
+            )
+            if _CONTROLS.search("".join(texts)):
+                texts = [_CONTROLS.sub("", value) for value in texts]
+                cleaned.append(name)
+            key = name.lower() if ";" not in name else name.split(";", 1)[0].lower()
             if key in values:
-                values[key].extend(texts)
+                values[key] = values[key] + texts
             else:
                 values[key] = texts
         return cls(values, tuple(cleaned))
@@ -118,9 +122,12 @@ def entry_key(entry: Entry, config: SyncConfig) -> str | None:
     return key if key and not _CONTROLS.search(key) else None
 
 
-def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntry:
-    """Apply IceWarp's rules (addresses, domains, username, login, full name, vCard) to one entry."""
-    guid = entry_key(entry, config)
+def map_entry(entry: Entry, config: SyncConfig, *, key: str | None = None) -> DirectoryPerson | SkippedEntry:
+    """Apply IceWarp's rules (addresses, domains, username, login, full name, vCard) to one entry.
+
+    key: the entry's id when the caller read it already.
+    """
+    guid = key if key is not None else entry_key(entry, config)
     if _CONTROLS.search(entry.dn):
         return SkippedEntry(
             dn=clean_text(entry.dn), guid=guid, label=clean_text(entry.dn),
@@ -176,14 +183,16 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
         return SkippedEntry(
             dn=entry.dn, guid=guid, label=label, reason=f"username “{raw_username}”: {error.messages[0]}"
         )
-    name = full_name(
-        display_name=values.first("displayName"),
-        cn=values.first("cn"),
-        given_name=values.first("givenName"),
-        surname=values.first("sn"),
-        username=username,
-        from_given_and_sn=config.full_name_from_given_and_sn,
-        vcard_sync_enabled=config.vcard_enabled,
+    name = clean_text(
+        full_name(
+            display_name=values.first("displayName"),
+            cn=values.first("cn"),
+            given_name=values.first("givenName"),
+            surname=values.first("sn"),
+            username=username,
+            from_given_and_sn=config.full_name_from_given_and_sn,
+            vcard_sync_enabled=config.vcard_enabled,
+        )
     )
     return DirectoryPerson(
         key=guid or f"mail:{qualified.local_parts[0]}",
@@ -197,7 +206,7 @@ def map_entry(entry: Entry, config: SyncConfig) -> DirectoryPerson | SkippedEntr
         enabled=None
         if not config.profile.has_disabled_flag
         else not config.profile.is_account_disabled(entry.attributes),
-        vcard=render_vcard(config.vcard_map, values.values) if config.vcard_map is not None else None,
+        vcard=render_vcard(config.vcard_map, values.values, lower_case=True) if config.vcard_map else None,
         uid=values.first("uid") or values.first("sAMAccountName"),
         cleaned=values.cleaned,
         truncated=("full name",) if len(name) > FULL_NAME_LENGTH else (),
@@ -244,10 +253,10 @@ class Triage:
     missing_stamp: int = 0
     read: int = 0
 
-    def add(self, entry: Entry, *, compare: bool = False) -> None:
-        """Sort one entry; an unchanged stamp costs a dictionary look-up."""
+    def add(self, entry: Entry, *, compare: bool = False, key: str | None = None) -> None:
+        """Sort one entry; an unchanged stamp costs a dictionary look-up. key: its id, when read already."""
         self.read += 1
-        guid = entry_key(entry, self.config)
+        guid = key if key is not None else entry_key(entry, self.config)
         raw_stamp = entry.first(self.config.change_stamp_attribute)
         stamp = raw_stamp.strip() if isinstance(raw_stamp, str) else ""
         self.missing_stamp += not stamp
@@ -263,7 +272,7 @@ class Triage:
                 SeenPerson(key=guid, dn=entry.dn, uid=clean_text(uid).strip() if isinstance(uid, str) else "")
             )
             return
-        mapped = map_entry(entry, self.config)
+        mapped = map_entry(entry, self.config, key=guid)
         if isinstance(mapped, DirectoryPerson):
             self.people.append(mapped)
             self.without_guid += mapped.guid is None

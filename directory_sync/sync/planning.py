@@ -19,7 +19,7 @@ from directory_sync.sync.snapshot import LinkedAccount, LocalAccount, LocalSnaps
 from icewarp_admin.mailserver.models import Account, Provenance
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountChange(Change):
     person: DirectoryPerson | None = None
     # What the apply does with addresses: local parts to add, address ids to drop, the final order.
@@ -29,6 +29,13 @@ class AccountChange(Change):
     mailbox_path: str = ""
     # Accounts whose removal in this run frees an address or username this change takes.
     needs_removal_of: frozenset[str] = frozenset()
+
+    def event_fields(self, domain_name: str) -> dict[str, tuple[Any, Any]]:
+        """The fields before → after; a creation's are made from its person when recorded (a first run plans
+        100,000 of them: kept as fields, they would hold a copy of the whole directory)."""
+        if self.action != CREATE or self.fields or self.person is None:
+            return self.fields
+        return _creation_fields(self.person, domain_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +103,11 @@ def plan_accounts(*, directory: DirectorySnapshot, local: LocalSnapshot, config:
         if problem:
             plan.changes.append(_conflict(person, problem, current))
         elif current is None:
-            plan.changes.append(replace(_create(person, config), needs_removal_of=needs))
+            plan.changes.append(_create(person, config, needs))
         else:
             change = _update(person, current, config)
             if change is not None:
-                plan.changes.append(replace(change, needs_removal_of=needs))
+                plan.changes.append(replace(change, needs_removal_of=needs) if needs else change)
             else:
                 plan.unchanged += 1
                 link = (current.change_stamp, current.dn, current.uid, current.dn_hash)
@@ -314,24 +321,28 @@ def _desired_fields(person: DirectoryPerson) -> dict[str, Any]:
     return desired
 
 
-def _create(person: DirectoryPerson, config: SyncConfig) -> AccountChange:
+def _creation_fields(person: DirectoryPerson, domain_name: str) -> dict[str, tuple[Any, Any]]:
     fields: dict[str, tuple[Any, Any]] = {
         name: (None, value) for name, value in _desired_fields(person).items()
     }
-    fields["aliases"] = (None, [f"{local}@{config.domain_name}" for local in person.local_parts])
+    fields["aliases"] = (None, [f"{local}@{domain_name}" for local in person.local_parts])
     fields["directory_dn"] = (None, person.dn)
     if person.vcard is not None:
         fields["vcard"] = (None, person.vcard)
+    return fields
+
+
+def _create(person: DirectoryPerson, config: SyncConfig, needs: frozenset[str]) -> AccountChange:
     return AccountChange(
         action=CREATE,
         key=person.key,
         label=f"{person.local_parts[0]}@{config.domain_name}",
         dn=person.dn,
         person=person,
-        fields=fields,
         add_aliases=person.local_parts,
         alias_order=person.local_parts,
         reason="new in the directory",
+        needs_removal_of=needs,
     )
 
 

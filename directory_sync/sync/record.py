@@ -7,7 +7,9 @@ from typing import Any
 
 from directory_sync.models import SyncEvent, SyncRun
 from directory_sync.sync.changes import REMOVE, Change, ChangeSet, MemberRef
+from directory_sync.sync.groups import GroupChange
 from directory_sync.sync.guard import GuardDecision
+from directory_sync.sync.planning import AccountChange
 from directory_sync.sync.snapshot import chunked
 from directory_sync.sync.writes import insert_rows
 from icewarp_admin.mailserver.models import Address
@@ -65,8 +67,8 @@ def record_events(
     """Write the events of one plan exactly as planned; returns how many."""
     if labels is not None:
         labels.learn(
-            (tuple(ref) for change in changes.changes for name in MEMBER_FIELDS if name in change.fields
-             for side in change.fields[name] for ref in side),
+            (ref for change in changes.changes if isinstance(change, GroupChange)
+             for ref in (*change.add_members, *change.removed_members)),
             run.domain.name,
         )  # fmt: skip
     account = object_type == SyncEvent.ObjectType.ACCOUNT
@@ -92,7 +94,13 @@ def _rows(
             None if action == REMOVE and not run.dry_run else change.object_id or created.get(change.key)
         )
         fields = {}
-        for name, (old, new) in change.fields.items():
+        if isinstance(change, AccountChange):
+            changed = change.event_fields(run.domain.name)
+        elif isinstance(change, GroupChange):
+            changed = change.event_fields()
+        else:
+            changed = change.fields
+        for name, (old, new) in changed.items():
             if name in MEMBER_FIELDS and labels is not None:
                 fields[name] = [labels.describe(old), labels.describe(new)]
             else:
@@ -112,6 +120,8 @@ def _rows(
 
 
 def _jsonable(value: Any) -> Any:
+    if type(value) in (str, int, bool, dict) or value is None:
+        return value
     if isinstance(value, tuple):
         return [_jsonable(item) for item in value]
     if isinstance(value, list):

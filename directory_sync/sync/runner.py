@@ -27,12 +27,25 @@ from directory_sync.sync.apply import Applied, apply_plan
 from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, UPDATE, listed
 from directory_sync.sync.config import SyncConfig, build_config
 from directory_sync.sync.directory import DirectorySnapshot, ReadContext, read_directory
-from directory_sync.sync.groups import GroupPlan, GroupScope, ou_groups, plan_groups, resolver_for
+from directory_sync.sync.groups import (
+    GroupPlan,
+    GroupScope,
+    ou_groups,
+    plan_groups,
+    recreated_groups,
+    resolver_for,
+)
 from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard, with_approval
 from directory_sync.sync.people import PersonRef
 from directory_sync.sync.planning import Plan, plan_accounts, recreations, settle
 from directory_sync.sync.record import Labels, record_events
-from directory_sync.sync.snapshot import LocalSnapshot, edited_here, groups_holding, load_local
+from directory_sync.sync.snapshot import (
+    LocalSnapshot,
+    edited_here,
+    groups_holding,
+    load_local,
+    stored_links,
+)
 from icewarp_admin.mailserver.models import Account, Group
 
 PHASES = ("read", "load", "plan", "guard", "apply", "record")
@@ -118,6 +131,11 @@ def synchronize(run: SyncRun, *, settings: DirectorySettings, progress: Progress
             )  # fmt: skip
     with clock("record"):
         outcome = _record(run, config, directory, plan, decision, group_plan, group_decision, applied)
+    if applied is not None:
+        with clock("apply"):
+            folder_error = applied.wait_for_folders()
+        if folder_error:
+            outcome["warnings"].append(folder_error)
     outcome["phases"] = clock.seconds
     return outcome
 
@@ -159,6 +177,7 @@ def _read_context(
         ),
         edited_here=lambda: (edited_here(domain_id, Account), edited_here(domain_id, Group)),
         groups_holding=lambda keys: groups_holding(domain_id, keys),
+        stored_links=lambda keys: stored_links(domain_id, keys),
     )
 
 
@@ -182,7 +201,7 @@ def _guard_accounts(
         search=directory.people_search,
         config=config,
         linked=local.linked_total,
-        recreated=len(recreations(plan)),
+        recreated=len(recreations(plan)) if removals else 0,
     )
     if approved is not None:
         decision = with_approval(
@@ -257,7 +276,12 @@ def _guard_groups(
     search = directory.group_search if searches else SearchOutcome(complete=True, entries_matched=1)
     removals = [change.key for change in group_plan.of(REMOVE)]
     decision = guard(
-        removals=len(removals), search=search, config=config, linked=local.groups_total, kind="groups"
+        removals=len(removals),
+        search=search,
+        config=config,
+        linked=local.groups_total,
+        kind="groups",
+        recreated=len(recreated_groups(group_plan)) if removals else 0,
     )
     if approved is not None:
         decision = with_approval(decision, planned=removals, approved=approved, search=search)

@@ -36,6 +36,22 @@ def chunked(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
+def matching(query: Any, field: str, values: set[str], columns: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """Rows of query whose field is one of values (columns must include field): read whole when the query
+    holds fewer rows than there are values (a first run asks about 100,000 addresses of an empty domain), else
+    by IN lists."""
+    if not values:
+        return
+    if query.count() <= len(values):
+        position = columns.index(field)
+        for row in query.values_list(*columns).iterator(chunk_size=5000):
+            if row[position] in values:
+                yield row
+        return
+    for batch in chunked(sorted(values)):
+        yield from query.filter(**{f"{field}__in": batch}).values_list(*columns)
+
+
 @dataclass(frozen=True, slots=True)
 class LinkedAccount:
     """What a run needs of a synced account whatever the directory says: one narrow row."""
@@ -145,6 +161,17 @@ def edited_here(domain_id: int, model: type[Account] | type[Group]) -> list[str]
     ]
 
 
+def stored_links(domain_id: int, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Key → (DN hash, uid) as stored for these synced accounts: what groups know them by."""
+    found: dict[str, tuple[str, str]] = {}
+    for batch in chunked(sorted(set(keys))):
+        for key, hashed, uid in Account.objects.filter(
+            domain_id=domain_id, directory_guid__in=batch
+        ).values_list("directory_guid", "directory_dn_hash", "directory_uid"):
+            found[str(key)] = (hashed, uid)
+    return found
+
+
 def groups_holding(domain_id: int, account_keys: Iterable[str]) -> list[str]:
     """Keys of the synced groups that hold any of these accounts now (a member renamed, moved or gone)."""
     found: set[str] = set()
@@ -170,6 +197,8 @@ def load_local(config: SyncConfig, directory: DirectorySnapshot, *, identity_cha
     local.linked_total = accounts.count()
     local.groups_total = groups.count()
 
+    if directory.says_nothing_changed():
+        return local  # the counts are all the guard and the run's summary need
     read_keys = {person.key for person in directory.people}
     wanted = read_keys | {f"mail:{part}" for person in directory.people for part in person.local_parts}
     wanted |= set(directory.gone_people) | {entry.guid for entry in directory.skipped if entry.guid}
@@ -285,35 +314,35 @@ def _full_rows(account_ids: Iterable[int]) -> dict[int, LocalAccount]:
 
 def _address_owners(config: SyncConfig, local_parts: Iterable[str]) -> dict[str, Owner]:
     owners: dict[str, Owner] = {}
-    for batch in chunked(set(local_parts)):
-        rows = Address.objects.filter(domain_id=config.domain_id, local_part__in=batch).values_list(
-            "local_part",
-            "account_id",
-            "account__username",
-            "account__directory_guid",
-            "source",
-            "group__kind",
-        )
-        for local_part, account_id, username, key, source, group_kind in rows:
-            if account_id is not None:
-                owners[local_part] = Owner(
-                    account_id, str(key) if key else None, f"account {username}@{config.domain_name}", source
-                )
-            else:
-                kind = "mailing list" if group_kind == Group.Kind.MAILING_LIST else "group"
-                owners[local_part] = Owner(None, None, f"{kind} {local_part}@{config.domain_name}")
+    columns = (
+        "local_part",
+        "account_id",
+        "account__username",
+        "account__directory_guid",
+        "source",
+        "group__kind",
+    )
+    query = Address.objects.filter(domain_id=config.domain_id)
+    for local_part, account_id, username, key, source, group_kind in matching(
+        query, "local_part", set(local_parts), columns
+    ):
+        if account_id is not None:
+            owners[local_part] = Owner(
+                account_id, str(key) if key else None, f"account {username}@{config.domain_name}", source
+            )
+        else:
+            kind = "mailing list" if group_kind == Group.Kind.MAILING_LIST else "group"
+            owners[local_part] = Owner(None, None, f"{kind} {local_part}@{config.domain_name}")
     return owners
 
 
 def _username_owners(config: SyncConfig, usernames: Iterable[str]) -> dict[str, Owner]:
     owners: dict[str, Owner] = {}
-    for batch in chunked(set(usernames)):
-        for username, pk, key in Account.objects.filter(
-            domain_id=config.domain_id, username__in=batch
-        ).values_list("username", "pk", "directory_guid"):
-            owners[username] = Owner(
-                pk, str(key) if key else None, f"account {username}@{config.domain_name}"
-            )
+    query = Account.objects.filter(domain_id=config.domain_id)
+    for username, pk, key in matching(
+        query, "username", set(usernames), ("username", "pk", "directory_guid")
+    ):
+        owners[username] = Owner(pk, str(key) if key else None, f"account {username}@{config.domain_name}")
     return owners
 
 
@@ -336,37 +365,41 @@ def _load_groups(
     for pk, key, alias, name, kind, dn, address_id, stamp in query.values_list(*fields):
         local.groups[str(key)] = LocalGroup(pk, str(key), alias, name, kind, dn, address_id, stamp)
 
-    keys_by_id = dict(groups.values_list("pk", "directory_guid"))
     for parent, child in GroupMember.objects.filter(
-        group__domain_id=config.domain_id, group__directory_guid__isnull=False, member_group__isnull=False
-    ).values_list("group_id", "member_group_id"):
-        if keys_by_id.get(child):
-            local.nesting.setdefault(str(keys_by_id[parent]), set()).add(str(keys_by_id[child]))
+        group__domain_id=config.domain_id,
+        group__directory_guid__isnull=False,
+        member_group__directory_guid__isnull=False,
+    ).values_list("group__directory_guid", "member_group__directory_guid"):
+        local.nesting.setdefault(str(parent), set()).add(str(child))
 
-    account_keys = {linked.account_id: key for key, linked in local.linked.items()}
-    rows: list[tuple[int, int, int | None, int | None, str, str]] = []
-    for batch in chunked([group.id for group in local.groups.values()], 500):
-        rows += GroupMember.objects.filter(group_id__in=batch).values_list(
-            "pk", "group_id", "account_id", "member_group_id", "remote_address", "source"
-        )
-    missing = {
-        account_id for _, _, account_id, _, _, _ in rows if account_id and account_id not in account_keys
-    }
-    for batch in chunked(missing):
-        account_keys.update(
-            (pk, str(key) if key else f"id:{pk}")
-            for pk, key in Account.objects.filter(pk__in=batch).values_list("pk", "directory_guid")
+    columns = ("pk", "group_id", "account_id", "account__directory_guid", "member_group_id",
+               "member_group__directory_guid", "remote_address", "source")  # fmt: skip
+    members = GroupMember.objects.filter(group__domain_id=config.domain_id)
+    if directory.full_groups:
+        queries: Iterable[Any] = [members.filter(group__directory_guid__isnull=False)]
+    else:
+        queries = (
+            members.filter(group_id__in=batch) for batch in chunked([g.id for g in local.groups.values()])
         )
     local.group_members = {group.id: {} for group in local.groups.values()}
-    for pk, group_id, account_id, member_group_id, remote, source in rows:
-        if account_id is not None:
-            ref: MemberRef = ("account", account_keys.get(account_id) or f"id:{account_id}")
-        elif member_group_id is not None:
-            member_key = keys_by_id.get(member_group_id)
-            ref = ("group", str(member_key) if member_key else f"id:{member_group_id}")
-        else:
-            ref = ("remote", remote)
-        local.group_members[group_id][ref] = (pk, source)
+    for query in queries:
+        for (
+            pk,
+            group_id,
+            account_id,
+            account_key,
+            member_group_id,
+            group_key,
+            remote,
+            source,
+        ) in query.values_list(*columns).iterator(chunk_size=10_000):
+            if account_id is not None:
+                ref: MemberRef = ("account", str(account_key) if account_key else f"id:{account_id}")
+            elif member_group_id is not None:
+                ref = ("group", str(group_key) if group_key else f"id:{member_group_id}")
+            else:
+                ref = ("remote", remote)
+            local.group_members[group_id][ref] = (pk, source)
 
     aliases = {group.alias for group in directory.groups}
     condition = Q(local_part__in=sorted(aliases))

@@ -32,9 +32,17 @@ def update_group(*, group: Group, name: str, description: str, kind: str) -> Gro
     """Change a group's name, description and kind."""
     if not name.strip():
         raise ValidationError("A group needs a name.")
+    if (group.name, group.kind) != (name.strip(), kind):
+        _forget_directory_stamp(group)
     group.name, group.description, group.kind = name.strip(), description.strip(), kind
-    group.save(update_fields=["name", "description", "kind", "updated_at"])
+    group.save(update_fields=["name", "description", "kind", "directory_change_stamp", "updated_at"])
     return group
+
+
+def _forget_directory_stamp(group: Group) -> None:
+    """A synced group was changed here: the next sync reads it again and puts the directory's values back."""
+    if group.is_directory_linked:
+        group.directory_change_stamp = ""
 
 
 def delete_group(*, group: Group) -> None:
@@ -78,7 +86,13 @@ def add_member(
 
 
 def remove_member(*, membership: GroupMember) -> None:
-    membership.delete()
+    """Take a member out; a member the directory gave a synced group comes back at the next sync."""
+    with transaction.atomic():
+        if membership.source == Provenance.DIRECTORY:
+            Group.objects.filter(pk=membership.group_id, directory_guid__isnull=False).update(
+                directory_change_stamp=""
+            )
+        membership.delete()
 
 
 def nested_group_ids(group: Group) -> set[int]:

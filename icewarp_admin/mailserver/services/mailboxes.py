@@ -65,9 +65,10 @@ def free_mailbox_paths(*, domain_name: str, usernames: Iterable[str], in_use: se
     return chosen
 
 
-def create_mailbox_folders(paths: Iterable[str]) -> int:
-    """Create the folders of accounts just committed; a folder already there is left as it is."""
-    made = 0
+def create_mailbox_folders(paths: Iterable[str], *, made: list[str] | None = None) -> int:
+    """Create the folders of new accounts (made: collects the paths created, for an undo); a folder already
+    there is left as it is."""
+    created = made if made is not None else []
     parents: set[str] = set()
     for relative in paths:
         folder = os.path.join(settings.MAIL_ROOT, relative)
@@ -77,10 +78,10 @@ def create_mailbox_folders(paths: Iterable[str]) -> int:
             parents.add(parent)
         try:
             os.mkdir(folder, 0o700)
-            made += 1
         except FileExistsError:
             continue
-    return made
+        created.append(relative)
+    return len(created)
 
 
 def delete_mailbox(*, relative_path: str) -> None:
