@@ -219,7 +219,7 @@ def main() -> None:
         small = int(os.environ.get("BENCH_SYNC_SQLITE_PEOPLE", "10000"))
         result = sqlite_small(Shape(people=small, groups=max(1, small // 10), members_per_group=50))
     elif name == "ad":
-        result = active_directory(int(os.environ.get("BENCH_SYNC_AD_PEOPLE", "20000")))
+        result = active_directory(int(os.environ.get("BENCH_SYNC_AD_PEOPLE", "10000")))
     else:
         raise SystemExit(f"unknown scenario {name}")
     output.write_text(json.dumps(result, indent=2))

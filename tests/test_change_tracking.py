@@ -400,3 +400,15 @@ def test_a_withheld_removal_is_found_again_until_it_is_applied(domain: Domain, d
     assert sync(domain).removals_withheld == 2  # the mark did not move: the same removals are seen again
     set_system_variable(name="C_System_ADSyncMaxDeleteThreshold", value=0)
     assert counts(sync(domain))["removed"] == 2
+
+
+def test_two_entries_with_one_id_are_a_conflict_not_a_silent_choice(
+    domain: Domain, directory: Directory
+) -> None:
+    directory.add_person("abe", employeeNumber="SAME")
+    directory.add_person("bea", employeeNumber="SAME")
+    configure(domain, directory, guid_attribute="employeeNumber")
+    run = sync(domain)
+    assert counts(run)["created"] == 1 and run.conflicts == 1
+    conflict = run.events.get(action="conflict")
+    assert "two entries with the id same" in conflict.reason

@@ -1,7 +1,7 @@
 """The sync's reader: python-ldap (OpenLDAP's C library) behind the same session interface as ldap3's.
 
-Why a second library: on 100,000 people ldap3 decodes BER in Python at about 5,000 entries a second, libldap
-does it in C at about 40,000 (benchmarks/RESULTS.md), and the sync reads whole directories. python-ldap also
+Why a second library: on 110,000 entries ldap3 decodes BER in Python at about 5,000 entries a second, libldap
+does it in C at about 60,000 (benchmarks/RESULTS.md), and the sync reads whole directories. python-ldap also
 speaks RFC 4533 syncrepl, which ldap3 does not implement. The console (Test connection, single reads) keeps
 ldap3.
 """

@@ -111,13 +111,15 @@ class _Collector:
         self.group_keys: set[str] = set()
         self.person_keys: set[str] = set()
 
-    def person(self, entry: Entry, *, compare: bool = False) -> None:
+    def person(self, entry: Entry, *, again: bool = False) -> None:
+        """again: a second look (an account changed here): skipped when the entry was read already. Two
+        entries of one read with the same id are both kept: the planner reports them as a conflict."""
         key = entry_key(entry, self.config)
+        if again and key in self.person_keys:
+            return
         if key is not None:
-            if key in self.person_keys:
-                return
             self.person_keys.add(key)
-        self.triage.add(entry, compare=compare, key=key)
+        self.triage.add(entry, compare=again, key=key)
         self._tick()
 
     def group(self, entry: Entry, kind: str, *, again: bool = False) -> None:
@@ -271,7 +273,7 @@ def _read_by_id(session: BulkSession, config: SyncConfig, keys: list[str], sinks
                 config.base_dn, f"(&{config.account_filter}{ids})", config.account_attributes(),
                 page_size=config.page_size, binary_attributes=binary,
             ):  # fmt: skip
-                sinks.person(entry, compare=True)
+                sinks.person(entry, again=True)
         except DirectoryError as error:
             partial(error, read=0, incremental=True)  # a lost connection fails the run
             sinks.snapshot.warnings.append(
