@@ -84,13 +84,12 @@ def report(results: dict[str, Any], facts: dict[str, str]) -> str:
         "# Sync benchmark results",
         "",
         f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {facts['cores']} "
-        "cores, "
-        f"{facts['memory']} memory ({facts['cpu']}); Python {facts['python']}, PostgreSQL "
+        f"cores, {facts['memory']} memory ({facts['cpu']}); Python {facts['python']}, PostgreSQL "
         f"{facts['postgresql'] or '—'}, OpenLDAP {facts['openldap']}.",
         "",
         "Each run's time is its own (claim to finish, as the run page shows); memory is the peak resident "
-        "set of "
-        "the process that ran it (`manage.py directory_sync`, Django included). Phases are in seconds.",
+        "set of the process that ran it (`manage.py directory_sync`, Django included). Phases are in "
+        "seconds. After the first run the tables are vacuumed and analyzed, as autovacuum leaves them.",
         "",
     ]
     generic = results.get("generic")

@@ -120,17 +120,21 @@ def test_a_restart_of_the_server_loses_nothing(domain: Domain, slapd: SlapdInsta
     try:
         directory = new_directory(server)
         people = [directory.add_person(f"r{number}") for number in range(5)]
-        configure(domain, directory)
+        kept, dropped = add_group(directory, "kept", people[1:3]), add_group(directory, "dropped", people[3:])
+        configure(domain, directory, group_filter=GROUP_FILTER)
         assert counts(sync(domain))["created"] == 5
         server.stop()
         server.restart()  # syncprov's session log is in memory: gone
-        directory.delete(people[0])
+        directory.delete(people[0], dropped)
         directory.modify(people[1], cn="Renamed")
+        directory.modify(kept, description="touched")
         run = sync(domain)
         # Without its log the server lists every entry still there (the present phase): what is missing left.
         assert run.tracking == "syncrepl" and run.status == "succeeded"
         assert counts(run)["removed"] == 1 and counts(run)["updated"] == 1
         assert sorted(Account.objects.values_list("username", flat=True)) == ["r1", "r2", "r3", "r4"]
+        assert counts(run, "groups")["removed"] == 1
+        assert list(Group.objects.values_list("address__local_part", flat=True)) == ["kept"]
     finally:
         server.stop()
 

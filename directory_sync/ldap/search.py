@@ -164,7 +164,12 @@ def normalize_dn(dn: str) -> str:
 
 def dn_hash(dn: str) -> str:
     """A fixed-size key of a DN (sha1 of its normalized form) that an index can hold, whatever its length."""
-    return hashlib.sha1(normalize_dn(dn).encode("utf-8"), usedforsecurity=False).hexdigest()
+    return hash_normalized(normalize_dn(dn))
+
+
+def hash_normalized(normalized_dn: str) -> str:
+    """dn_hash of a DN normalized already."""
+    return hashlib.sha1(normalized_dn.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def paged_search(

@@ -163,14 +163,14 @@ def _mailbox_paths(domain: Domain, creates: list[AccountChange]) -> dict[str, st
     # yet): the candidates and their username.N variants.
     query = Account.objects.filter(domain=domain).exclude(mailbox_path="")
     if len(usernames) > FEW_CREATIONS:
-        in_use = set(query.values_list("mailbox_path", flat=True))
+        in_use = set(query.order_by().values_list("mailbox_path", flat=True))
     else:
         wanted = Q()
         for username in usernames:
             wanted |= Q(mailbox_path=f"{domain.name}/{username}") | Q(
                 mailbox_path__startswith=f"{domain.name}/{username}."
             )
-        in_use = set(query.filter(wanted).values_list("mailbox_path", flat=True))
+        in_use = set(query.filter(wanted).order_by().values_list("mailbox_path", flat=True))
     # A folder username.N of a renamed account: the listing of the domain's folder finds it.
     chosen = free_mailbox_paths(domain_name=domain.name, usernames=usernames, in_use=in_use)
     return {change.key: chosen[change.person.username] for change in creates if change.person is not None}
@@ -220,9 +220,11 @@ def _reorder_addresses(changes: list[AccountChange], *, domain_id: int) -> None:
     }
     touched = []
     for batch in chunked([account_id for account_id in plans if account_id is not None]):
-        for pk, account_id, local_part, position, source in Address.objects.filter(
-            account_id__in=batch
-        ).values_list("pk", "account_id", "local_part", "position", "source"):
+        for pk, account_id, local_part, position, source in (
+            Address.objects.filter(account_id__in=batch)
+            .order_by()
+            .values_list("pk", "account_id", "local_part", "position", "source")
+        ):
             order, from_directory = plans[account_id]
             wanted = order.index(local_part) if local_part in order else len(order)
             # A manual alias the directory now lists becomes the directory's (it will follow the directory).
@@ -304,13 +306,17 @@ def _apply_groups(
     creations, then the membership differences."""
     removals = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
     removed_ids = [change.object_id for change in removals if change.object_id is not None]
-    address_ids = list(Group.objects.filter(pk__in=removed_ids).values_list("address_id", flat=True))
+    address_ids = list(
+        Group.objects.filter(pk__anyof=removed_ids).order_by().values_list("address_id", flat=True)
+    )
     delete_rows(Group, removed_ids)
     delete_rows(Address, address_ids)
 
     updates = plan.of(UPDATE) + plan.of(RENAME)
     current = dict(
-        Group.objects.filter(pk__in=[change.object_id for change in updates]).values_list("pk", "address_id")
+        Group.objects.filter(pk__anyof=[change.object_id for change in updates])
+        .order_by()
+        .values_list("pk", "address_id")
     )
     update_rows(
         Address,
@@ -425,8 +431,8 @@ def _ids_by_key(model: type[Account] | type[Group], domain: Domain, keys: Iterab
     for batch in chunked(sorted(keys)):
         found.update(
             (str(key), pk)
-            for key, pk in model.objects.filter(domain=domain, directory_guid__in=batch).values_list(
-                "directory_guid", "pk"
-            )
+            for key, pk in model.objects.filter(domain=domain, directory_guid__anyof=batch)
+            .order_by()
+            .values_list("directory_guid", "pk")
         )
     return found

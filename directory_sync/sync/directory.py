@@ -16,6 +16,7 @@ from typing import Any
 from directory_sync.ldap import BulkSession, DirectoryError, Entry
 from directory_sync.ldap.filters import any_of, escape_value
 from directory_sync.ldap.search import dn_hash
+from directory_sync.sync.changes import OU_KEY_PREFIX
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.groups import DirectoryGroup, map_group
 from directory_sync.sync.guard import SearchOutcome
@@ -77,6 +78,19 @@ class DirectorySnapshot:
             or self.present_people is not None
             or self.present_groups is not None
         )
+
+    def absent_groups(self, synced_keys: Iterable[str]) -> dict[str, str]:
+        """The synced groups that left, by why: reported gone, or missing from the ids the tracker listed."""
+        gone = dict(self.gone_groups)
+        if self.present_groups is not None:
+            read = {group.key for group in self.groups}
+            reason = "the entry is gone from the directory, or left the DN or the group filter"
+            gone.update(
+                (key, reason)
+                for key in synced_keys
+                if key not in self.present_groups and key not in read and not key.startswith(OU_KEY_PREFIX)
+            )
+        return gone
 
     def absent(self, synced_keys: Iterable[str]) -> set[str]:
         """The synced keys whose entry the directory no longer has (deleted, moved out, filtered out)."""

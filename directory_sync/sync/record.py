@@ -40,13 +40,19 @@ class Labels:
         """Look up, in bulk, the addresses of the members not named by this run."""
         unknown = {value for kind, value in refs if kind != "remote" and value not in self.known}
         for batch in chunked(sorted(unknown)):
-            for key, local_part in Address.objects.filter(
-                domain_id=self.domain_id, account__directory_guid__in=batch, position=0
-            ).values_list("account__directory_guid", "local_part"):
+            for key, local_part in (
+                Address.objects.filter(
+                    domain_id=self.domain_id, account__directory_guid__anyof=batch, position=0
+                )
+                .order_by()
+                .values_list("account__directory_guid", "local_part")
+            ):
                 self.known[str(key)] = f"{local_part}@{domain_name}"
-            for key, local_part in Address.objects.filter(
-                domain_id=self.domain_id, group__directory_guid__in=batch
-            ).values_list("group__directory_guid", "local_part"):
+            for key, local_part in (
+                Address.objects.filter(domain_id=self.domain_id, group__directory_guid__anyof=batch)
+                .order_by()
+                .values_list("group__directory_guid", "local_part")
+            ):
                 self.known[str(key)] = f"{local_part}@{domain_name}"
 
     def describe(self, refs: Iterable[Any]) -> list[str]:

@@ -172,6 +172,7 @@ def _read_context(
         stamps=lambda: dict(
             (str(key), stamp)
             for key, stamp in Account.objects.filter(domain_id=domain_id, directory_guid__isnull=False)
+            .order_by()
             .values_list("directory_guid", "directory_change_stamp")
             .iterator(chunk_size=5000)
         ),
@@ -250,7 +251,7 @@ def _plan_groups(
         local=local,
         scope=GroupScope(
             complete=directory.full_groups and searches and directory.group_search.complete,
-            gone=directory.gone_groups,
+            gone=directory.absent_groups(local.groups.keys()),
             ou_derived=ou_derived,
         ),
         removing_account_keys=removing,

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Q
 
-from directory_sync.ldap.search import dn_hash, normalize_dn
+from directory_sync.ldap.search import hash_normalized, normalize_dn
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.directory import DirectorySnapshot
 from directory_sync.sync.groups import OU_KEY_PREFIX, MemberRef
@@ -44,12 +44,12 @@ def matching(query: Any, field: str, values: set[str], columns: tuple[str, ...])
         return
     if query.count() <= len(values):
         position = columns.index(field)
-        for row in query.values_list(*columns).iterator(chunk_size=5000):
+        for row in query.order_by().values_list(*columns).iterator(chunk_size=5000):
             if row[position] in values:
                 yield row
         return
     for batch in chunked(sorted(values)):
-        yield from query.filter(**{f"{field}__in": batch}).values_list(*columns)
+        yield from query.filter(**{f"{field}__anyof": batch}).order_by().values_list(*columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,9 @@ def edited_here(domain_id: int, model: type[Account] | type[Group]) -> list[str]
         str(key)
         for key in model.objects.filter(
             domain_id=domain_id, directory_guid__isnull=False, directory_change_stamp=""
-        ).values_list("directory_guid", flat=True)
+        )
+        .order_by()
+        .values_list("directory_guid", flat=True)
     ]
 
 
@@ -165,9 +167,11 @@ def stored_links(domain_id: int, keys: Iterable[str]) -> dict[str, tuple[str, st
     """Key → (DN hash, uid) as stored for these synced accounts: what groups know them by."""
     found: dict[str, tuple[str, str]] = {}
     for batch in chunked(sorted(set(keys))):
-        for key, hashed, uid in Account.objects.filter(
-            domain_id=domain_id, directory_guid__in=batch
-        ).values_list("directory_guid", "directory_dn_hash", "directory_uid"):
+        for key, hashed, uid in (
+            Account.objects.filter(domain_id=domain_id, directory_guid__anyof=batch)
+            .order_by()
+            .values_list("directory_guid", "directory_dn_hash", "directory_uid")
+        ):
             found[str(key)] = (hashed, uid)
     return found
 
@@ -180,9 +184,11 @@ def groups_holding(domain_id: int, account_keys: Iterable[str]) -> list[str]:
             str(key)
             for key in GroupMember.objects.filter(
                 account__domain_id=domain_id,
-                account__directory_guid__in=batch,
+                account__directory_guid__anyof=batch,
                 group__directory_guid__isnull=False,
-            ).values_list("group__directory_guid", flat=True)
+            )
+            .order_by()
+            .values_list("group__directory_guid", flat=True)
         )
     return sorted(found)
 
@@ -240,10 +246,10 @@ def _linked(accounts: Any, keys: set[str] | None) -> dict[str, LinkedAccount]:
               "username", "directory_uid")  # fmt: skip
     linked: dict[str, LinkedAccount] = {}
     batches: Iterable[Any] = [accounts] if keys is None else (
-        accounts.filter(directory_guid__in=batch) for batch in chunked(sorted(keys))
+        accounts.filter(directory_guid__anyof=batch) for batch in chunked(sorted(keys))
     )  # fmt: skip
     for query in batches:
-        for pk, key, stamp, dn, hashed, username, uid in query.values_list(*fields):
+        for pk, key, stamp, dn, hashed, username, uid in query.order_by().values_list(*fields):
             linked[str(key)] = LinkedAccount(pk, str(key), stamp, dn, hashed, username, uid)
     return linked
 
@@ -267,7 +273,7 @@ def _full_rows(account_ids: Iterable[int]) -> dict[int, LocalAccount]:
               "directory_change_stamp", "full_name", "auth_mode", "auth_value", "enabled", "vcard",
               "vcard_edited_locally", "mailbox_path")  # fmt: skip
     for batch in chunked(account_ids):
-        for row in Account.objects.filter(pk__in=batch).values_list(*fields):
+        for row in Account.objects.filter(pk__anyof=batch).order_by().values_list(*fields):
             rows[row[0]] = row
         for address_id, account_id, local_part, source in (
             Address.objects.filter(account_id__in=batch)
@@ -353,35 +359,46 @@ def _load_groups(
     aliases."""
     fields = ("pk", "directory_guid", "address__local_part", "name", "kind", "directory_dn", "address_id",
               "directory_change_stamp")  # fmt: skip
-    if directory.full_groups:
+    if directory.full_groups or directory.present_groups is not None:
         query = groups
     else:
         keys = {group.key for group in directory.groups} | set(directory.gone_groups)
-        condition = Q(directory_guid__in=sorted(keys))
+        condition = Q(directory_guid__anyof=sorted(keys))
         if derive_ou or not config.create_ou_groups:
             # OU groups are compared when derived again, and removed when the feature was switched off.
             condition |= Q(directory_guid__startswith=OU_KEY_PREFIX)
         query = groups.filter(condition)
-    for pk, key, alias, name, kind, dn, address_id, stamp in query.values_list(*fields):
+    for pk, key, alias, name, kind, dn, address_id, stamp in query.order_by().values_list(*fields):
         local.groups[str(key)] = LocalGroup(pk, str(key), alias, name, kind, dn, address_id, stamp)
 
-    for parent, child in GroupMember.objects.filter(
-        group__domain_id=config.domain_id,
-        group__directory_guid__isnull=False,
-        member_group__directory_guid__isnull=False,
-    ).values_list("group__directory_guid", "member_group__directory_guid"):
+    for parent, child in (
+        GroupMember.objects.filter(
+            group__domain_id=config.domain_id,
+            group__directory_guid__isnull=False,
+            member_group__directory_guid__isnull=False,
+        )
+        .order_by()
+        .values_list("group__directory_guid", "member_group__directory_guid")
+    ):
         local.nesting.setdefault(str(parent), set()).add(str(child))
 
     columns = ("pk", "group_id", "account_id", "account__directory_guid", "member_group_id",
                "member_group__directory_guid", "remote_address", "source")  # fmt: skip
     members = GroupMember.objects.filter(group__domain_id=config.domain_id)
     if directory.full_groups:
+        compared = list(local.groups.values())
         queries: Iterable[Any] = [members.filter(group__directory_guid__isnull=False)]
     else:
-        queries = (
-            members.filter(group_id__in=batch) for batch in chunked([g.id for g in local.groups.values()])
-        )
-    local.group_members = {group.id: {} for group in local.groups.values()}
+        # Only the groups read this run are compared member by member (and the OU groups when derived again);
+        # the others are here to be found absent.
+        read = {group.key for group in directory.groups}
+        compared = [
+            g
+            for key, g in local.groups.items()
+            if key in read or (derive_ou and key.startswith(OU_KEY_PREFIX))
+        ]
+        queries = (members.filter(group_id__in=batch) for batch in chunked([g.id for g in compared]))
+    local.group_members = {group.id: {} for group in compared}
     for query in queries:
         for (
             pk,
@@ -392,7 +409,7 @@ def _load_groups(
             group_key,
             remote,
             source,
-        ) in query.values_list(*columns).iterator(chunk_size=10_000):
+        ) in query.order_by().values_list(*columns).iterator(chunk_size=10_000):
             if account_id is not None:
                 ref: MemberRef = ("account", str(account_key) if account_key else f"id:{account_id}")
             elif member_group_id is not None:
@@ -402,11 +419,13 @@ def _load_groups(
             local.group_members[group_id][ref] = (pk, source)
 
     aliases = {group.alias for group in directory.groups}
-    condition = Q(local_part__in=sorted(aliases))
+    condition = Q(local_part__anyof=sorted(aliases))
     if derive_ou:
         condition |= Q(local_part__startswith="ou=")
     local.alias_owners = dict(
-        Address.objects.filter(condition, domain_id=config.domain_id).values_list("local_part", "pk")
+        Address.objects.filter(condition, domain_id=config.domain_id)
+        .order_by()
+        .values_list("local_part", "pk")
     )
 
 
@@ -421,26 +440,39 @@ def _resolve_unread_members(
     gone = set(directory.gone_people) | directory.absent(local.linked.keys())
     read_dns = {normalize_dn(person.dn) for person in directory.people}
     read_dns |= {normalize_dn(entry.dn) for entry in directory.skipped}
-    read_group_dns = {normalize_dn(group.dn) for group in directory.groups}
-    member_dns = {dn for group in directory.groups for dn in group.member_dns} - read_dns - read_group_dns
-    by_hash = {dn_hash(dn): dn for dn in member_dns}
+    read_dns |= {normalize_dn(group.dn) for group in directory.groups}
+    # Member DNs are normalized already (map_group): hashed as they are.
+    wanted = {
+        hash_normalized(dn): dn for group in directory.groups for dn in group.member_dns if dn not in read_dns
+    }
+    wanted_dns = set(wanted.values())
     read_groups = {group.key for group in directory.groups} | set(directory.gone_groups)
-    for batch in chunked(by_hash):
-        for key, dn in Account.objects.filter(
-            domain_id=config.domain_id, directory_guid__isnull=False, directory_dn_hash__in=batch
-        ).values_list("directory_guid", "directory_dn"):
-            if str(key) not in read_keys and str(key) not in gone and normalize_dn(dn) in member_dns:
-                local.account_dns[normalize_dn(dn)] = str(key)
-        for key, dn in Group.objects.filter(
-            domain_id=config.domain_id, directory_guid__isnull=False, directory_dn_hash__in=batch
-        ).values_list("directory_guid", "directory_dn"):
-            if str(key) not in read_groups and normalize_dn(dn) in member_dns:
+    accounts = Account.objects.filter(domain_id=config.domain_id, directory_guid__isnull=False).order_by()
+    for batch in chunked(wanted):
+        for key, dn in accounts.filter(directory_dn_hash__anyof=batch).values_list(
+            "directory_guid", "directory_dn"
+        ):
+            normalized = normalize_dn(dn)
+            if normalized in wanted_dns and str(key) not in read_keys and str(key) not in gone:
+                local.account_dns[normalized] = str(key)
+    # Most members are people: groups are asked only about the DNs no account answered to.
+    rest = [hashed for hashed, dn in wanted.items() if dn not in local.account_dns]
+    groups = Group.objects.filter(domain_id=config.domain_id, directory_guid__isnull=False).order_by()
+    for batch in chunked(rest):
+        for key, dn in groups.filter(directory_dn_hash__anyof=batch).values_list(
+            "directory_guid", "directory_dn"
+        ):
+            if str(key) not in read_groups:
                 local.group_dns[normalize_dn(dn)] = str(key)
     read_uids = {person.uid for person in directory.people if person.uid}
     uids = {uid for group in directory.groups for uid in group.member_uids} - read_uids
     for batch in chunked(uids):
-        for key, uid in Account.objects.filter(
-            domain_id=config.domain_id, directory_guid__isnull=False, directory_uid__in=batch
-        ).values_list("directory_guid", "directory_uid"):
+        for key, uid in (
+            Account.objects.filter(
+                domain_id=config.domain_id, directory_guid__isnull=False, directory_uid__anyof=batch
+            )
+            .order_by()
+            .values_list("directory_guid", "directory_uid")
+        ):
             if str(key) not in read_keys and str(key) not in gone:
                 local.account_uids[uid] = str(key)
