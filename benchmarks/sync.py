@@ -117,6 +117,7 @@ def report(results: dict[str, Any], facts: dict[str, str]) -> str:
                 f"{run['tracking']} | {phases} |"
             )
         first, unchanged, changes = generic["runs"][0], generic["runs"][1], generic["runs"][2]
+        rows = 2 * shape["people"] + 2 * shape["groups"] + shape["groups"] * shape["members_per_group"]
         peak = max(run["peak_mb"] for run in generic["runs"])
         lines += [
             "",
@@ -130,6 +131,13 @@ def report(results: dict[str, Any], facts: dict[str, str]) -> str:
             f"| 100 mixed changes | ≤ 2 s | ≤ 0.5 s | {changes['seconds']:.2f} s | "
             f"{verdict(changes['seconds'], 2.0, 0.5)} |",
             f"| peak memory of the sync | ≤ 400 MB | ≤ 200 MB | {peak} MB | {verdict(peak, 400, 200)} |",
+            "",
+            f"Where the first run's time goes (its phases above): **apply** is PostgreSQL's work on {rows:,} "
+            "new rows: COPY, the trigram indexes of the account search, and at commit the deferred "
+            "foreign-key checks of every row (about 8 s of the apply when measured apart); **read** is "
+            "mapping each entry by IceWarp's rules in Python (the raw python-ldap read above is the floor); "
+            "**record** writes an event per object, field by field. Memory: Django and the libraries take "
+            "about 100 MB before the run; the mapped people, the plan and the memberships the rest.",
             "",
         ]
     sqlite = results.get("sqlite")

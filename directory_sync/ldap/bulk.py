@@ -9,7 +9,6 @@ ldap3.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import socket
@@ -24,7 +23,13 @@ import ldap
 from ldap.controls import LDAPControl, SimplePagedResultsControl
 from ldap.syncrepl import SyncInfoMessage, SyncRequestControl
 
-from directory_sync.ldap.connection import SHOW_DELETED_OID, Endpoint, SessionOptions, open_endpoint
+from directory_sync.ldap.connection import (
+    SHOW_DELETED_OID,
+    Endpoint,
+    SessionOptions,
+    first_working,
+    open_endpoint,
+)
 from directory_sync.ldap.entries import Entry
 from directory_sync.ldap.errors import (
     DirectoryError,
@@ -38,8 +43,6 @@ from directory_sync.ldap.errors import (
 )
 from directory_sync.ldap.rootdse import ROOT_DSE_ATTRIBUTES, RootDse
 from directory_sync.ldap.search import normalize_dn, ref_target_dn
-
-logger = logging.getLogger(__name__)
 
 SCOPES: Final = {"base": ldap.SCOPE_BASE, "onelevel": ldap.SCOPE_ONELEVEL, "subtree": ldap.SCOPE_SUBTREE}
 NO_ATTRIBUTES: Final = "1.1"
@@ -635,28 +638,4 @@ def _tls_diagnosis(endpoint: Endpoint, options: SessionOptions, error: Directory
 
 def open_bulk_session(options: SessionOptions) -> BulkSession:
     """A bound session on the first endpoint that works (the primary host, then the backup)."""
-    if not options.endpoints:
-        raise DirectoryError("config", "No host is configured: enter the directory server's host name")
-    failures: list[DirectoryError] = []
-    for endpoint in options.endpoints:
-        try:
-            session = open_bulk_endpoint(endpoint, options)
-        except DirectoryError as exc:
-            failures.append(exc)
-            continue
-        if failures:
-            logger.warning(
-                "Directory host %s failed (%s); using %s", failures[0].host, failures[0].message, endpoint.url
-            )
-        session.skipped = tuple(failures)
-        return session
-    primary = failures[0]
-    if len(failures) == 1:
-        raise primary
-    others = "; ".join(f"{failure.host}: {failure.message}" for failure in failures[1:])
-    raise DirectoryError(
-        primary.kind,
-        f"{primary.message} (the backup host failed too — {others})",
-        host=primary.host,
-        detail=primary.detail,
-    )
+    return first_working(options, open_bulk_endpoint)

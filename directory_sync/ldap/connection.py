@@ -8,10 +8,10 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from django.core.exceptions import ValidationError
 from ldap3 import ANONYMOUS, AUTO_BIND_NONE, NONE, SIMPLE, SYNC, Connection, Server, Tls
@@ -253,14 +253,25 @@ def open_endpoint(
     )
 
 
-def open_session(options: SessionOptions) -> DirectorySession:
-    """A bound session on the first endpoint that works; else the primary's error, naming the backup's."""
+class _Failover(Protocol):
+    endpoint: Endpoint
+    skipped: tuple[DirectoryError, ...]
+
+
+SessionT = TypeVar("SessionT", bound=_Failover)
+
+
+def first_working(
+    options: SessionOptions, opener: Callable[[Endpoint, SessionOptions], SessionT]
+) -> SessionT:
+    """A bound session on the first endpoint that works (the primary host, then the backup); else the
+    primary's error, naming the backup's. Both readers open their sessions through here."""
     if not options.endpoints:
         raise DirectoryError("config", "No host is configured: enter the directory server's host name")
     failures: list[DirectoryError] = []
     for endpoint in options.endpoints:
         try:
-            session = open_endpoint(endpoint, options)
+            session = opener(endpoint, options)
         except DirectoryError as exc:
             failures.append(exc)
             continue
@@ -280,6 +291,11 @@ def open_session(options: SessionOptions) -> DirectorySession:
         host=primary.host,
         detail=primary.detail,
     )
+
+
+def open_session(options: SessionOptions) -> DirectorySession:
+    """A bound ldap3 session on the first endpoint that works."""
+    return first_working(options, open_endpoint)
 
 
 def fetch_peer_certificate(endpoint: Endpoint, options: SessionOptions) -> bytes | None:

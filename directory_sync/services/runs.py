@@ -4,7 +4,6 @@ the tests."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,8 +15,6 @@ from directory_sync.models import ACTIVE_STATUSES, DirectorySettings, JobStatus,
 from directory_sync.services.jobs import reap_abandoned
 from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.selectors import system_variable_value
-
-logger = logging.getLogger("directory_sync.sync")
 
 
 @dataclass(frozen=True)
