@@ -510,6 +510,7 @@ The demo console is running: {info["url"]}
   Directory  {info["ldap_url"]}  (LDAPS {info["ldaps_url"]}, CA {info["ca_cert"]})
              base {info["base_dn"]}, bind {info["bind_dn"]} / {info["bind_password"]}
              {info["people_count"]} people (password {DEMO_PASSWORD}), groups in {info["groups_dn"]}
+  Mail users {info["url"]}me/  e.g. {info.get("mail_user", "")} / {DEMO_PASSWORD}, once a sync has run
   Broker     {info["broker_url"]}
   Logs       {info["logs_dir"]}/{{web,worker,beat}}.log
   State      {info["state_file"]}
@@ -641,6 +642,9 @@ def up(paths: Paths, host: str, requested_port: int | None) -> int:
             "people_dn": f"ou=People,{BASE_DN}",
             "groups_dn": f"ou=Groups,{BASE_DN}",
             "people_count": len(demo_people(BASE_DN, MAIL_DOMAIN)),
+            "mail_user": next(
+                (person.mails[0] for person in demo_people(BASE_DN, MAIL_DOMAIN) if person.mails), ""
+            ),
             "bind_dn": slapd.reader_dn,
             "bind_password": slapd.reader_password,
             "ca_cert": str(slapd.ca_cert),

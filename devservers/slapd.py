@@ -238,6 +238,7 @@ objectClass: olcPPolicyConfig
 olcOverlay: {{2}}ppolicy
 olcPPolicyDefault: cn=default,ou=policies,{base_dn}
 olcPPolicyHashCleartext: TRUE
+olcPPolicyUseLockout: TRUE
 
 dn: olcOverlay={{3}}memberof,olcDatabase={{2}}mdb,cn=config
 objectClass: olcOverlayConfig

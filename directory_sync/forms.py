@@ -12,7 +12,7 @@ from directory_sync.choices import ServerType
 from directory_sync.models import DirectorySettings
 from directory_sync.servers import profile_for
 
-GENERAL_FIELDS = ["active"]
+GENERAL_FIELDS = ["active", "directory_sign_in"]
 SERVER_FIELDS = [
     "host",
     "backup_host",
@@ -59,6 +59,8 @@ ALL_FIELDS = GENERAL_FIELDS + SERVER_FIELDS + ADVANCED_FIELDS + KERBEROS_FIELDS
 
 HELP = {
     "active": "Keep this domain's users and groups in one-way sync with the directory below.",
+    "directory_sign_in": "Accounts synced from the directory sign in (web, IMAP) by a bind with their own "
+    "password. Off: they cannot sign in at all.",
     "host": "Host name or IP of the directory server, or ldap://host:port, or ldaps://host:port for TLS.",
     "backup_host": "Used when the primary server does not answer.",
     "bind_user": "A DN, user@REALM or DOMAIN\\user that may read users and groups. Empty: anonymous.",

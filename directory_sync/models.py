@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from directory_sync.choices import LoginSource, ServerType, SsoMatching, UsernameSource
 from directory_sync.secrets import decrypt_secret, encrypt_secret
@@ -24,6 +25,7 @@ __all__ = [
     "LoginSource",
     "ServerType",
     "SettingsChange",
+    "SignIn",
     "SsoMatching",
     "UsernameSource",
 ]
@@ -36,6 +38,9 @@ class DirectorySettings(models.Model):
 
     # General
     active = models.BooleanField("Synchronize users and groups with directory service", default=False)
+    directory_sign_in = models.BooleanField(
+        "Synced users sign in with their directory password", default=True
+    )
 
     # Server
     host = models.CharField("Hostname", max_length=300, blank=True)
@@ -421,3 +426,70 @@ class SyncState(models.Model):
 
     def __str__(self) -> str:
         return f"Sync state of {self.domain}"
+
+
+class SignIn(models.Model):
+    """One attempt of a mail user to sign in (or to change their password): who, from where, how it ended.
+
+    Never the password. The rows are also the throttle's memory: recent failures per account and per client.
+    """
+
+    class Channel(models.TextChoices):
+        WEB = "web", "Self-service pages"
+        IMAP = "imap", "Mail server (checkpassword)"
+        COMMAND = "command", "Command line"
+        CONSOLE = "console", "Console"
+
+    class Action(models.TextChoices):
+        SIGN_IN = "sign_in", "Sign-in"
+        PASSWORD_CHANGE = "password_change", "Password change"
+
+    class Method(models.TextChoices):
+        PASSWORD = "password", "Local password"
+        DIRECTORY = "directory", "Directory bind"
+        NONE = "", "None"
+
+    class Reason(models.TextChoices):
+        OK = "ok", "Signed in"
+        BAD_PASSWORD = "bad_password", "Wrong password"
+        UNKNOWN = "unknown", "Unknown address"
+        DISABLED = "disabled", "Disabled"
+        THROTTLED = "throttled", "Too many failures"
+        DIRECTORY_DOWN = "directory_down", "Directory did not answer"
+        EXPIRED = "expired", "Password expired"
+        LOCKED = "locked", "Locked by the directory"
+        POLICY = "policy", "New password refused"
+        NOT_PERMITTED = "not_permitted", "Change not permitted"
+        # An administrator forgave the failures before it (the throttle counts from here, as after a success).
+        CLEARED = "cleared", "Failures cleared"
+        # Written before the password is checked: parallel attempts count each other (see auth.throttle).
+        PENDING = "pending", "In progress"
+
+    account = models.ForeignKey(
+        "mailserver.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="sign_ins"
+    )
+    address = models.CharField(max_length=320, help_text="As typed (trimmed, lower case).")
+    client = models.CharField(max_length=64, blank=True, help_text="The client's IP address, when known.")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    action = models.CharField(max_length=20, choices=Action.choices, default=Action.SIGN_IN)
+    method = models.CharField(max_length=10, choices=Method.choices, blank=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.PENDING)
+    detail = models.CharField(max_length=500, blank=True)
+    host = models.CharField(max_length=300, blank=True, help_text="The directory server that answered.")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "at"], name="signin_account_at"),
+            models.Index(fields=["client", "at"], name="signin_client_at"),
+            models.Index(fields=["at"], name="signin_at"),
+        ]
+        permissions = [("clear_failures", "Clear a mail user's sign-in failures")]
+
+    def __str__(self) -> str:
+        return f"{self.address} {self.reason} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == self.Reason.OK

@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from directory_sync.models import SyncEvent, SyncRun
+from directory_sync.models import SignIn, SyncEvent, SyncRun
 from icewarp_admin.mailserver.models import Account, Group
 
 DRY_RUN = "dry_run"
@@ -195,3 +195,8 @@ def runs_csv_rows(queryset: QuerySet[SyncRun]) -> Iterator[list[str]]:
 
 def _timestamp(moment: datetime | None) -> str:
     return timezone.localtime(moment).isoformat(timespec="seconds") if moment else ""
+
+
+def recent_sign_ins(*, account: Account, limit: int = 10) -> list[SignIn]:
+    """The account's latest sign-ins and password changes, newest first."""
+    return list(SignIn.objects.filter(account=account).order_by("-at", "-id")[:limit])

@@ -92,6 +92,7 @@ KEYS: tuple[Key, ...] = (
     _boolean("DISABLEVCARDSYNC", "disable_vcard_sync"),
     _boolean("DISABLEVCARDDOMAINRENAME", "disable_vcard_domain_rename"),
     _boolean("USESTARTTLS", "use_starttls"),
+    _boolean("DIRECTORYSIGNIN", "directory_sign_in"),
     _boolean("VERIFYCERTIFICATE", "verify_certificate"),
     Key("CABUNDLE", "ca_bundle"),
     Key("TIMEOUT", "timeout_seconds", str, lambda t: int(t) if t.strip().isdigit() else t),

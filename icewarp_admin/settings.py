@@ -30,6 +30,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Where mailboxes (Maildir) live, and IceWarp's config folder (keytabs under _keytabs/).
 MAIL_ROOT = Path(env("MAIL_ROOT", default=str(VAR_DIR / "mail"))).resolve()
 CONFIG_DIR = Path(env("CONFIG_DIR", default=str(VAR_DIR / "config"))).resolve()
+# Who owns the mailbox folders (the mail server reads them as this user; Dovecot refuses root): a user name
+# (its primary group), user:group, or uid:gid. Empty: the owner of MAIL_ROOT.
+MAIL_OWNER = env("MAIL_OWNER", default="")
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -40,6 +43,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "icewarp_admin.mailserver",
+    "icewarp_admin.selfservice",
     "directory_sync",
 ]
 
@@ -47,6 +51,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "icewarp_admin.selfservice.sessions.MailUserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -117,6 +122,18 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+# The mail users' self-service pages (/me/) keep their own session cookie, scoped to /me/: a mail user's
+# session never opens a console page, a console session never signs anyone in as a mail user.
+SELF_SERVICE_SESSION_COOKIE_NAME = "mailuser_session"
+SELF_SERVICE_SESSION_AGE_SECONDS = env.int("SELF_SERVICE_SESSION_AGE_SECONDS", default=8 * 3600)
+
+# Wrong passwords of mail users are refused without asking the directory once an account has this many
+# failures (since its last success) within the window, or a client address this many: below OpenLDAP
+# ppolicy's and Active Directory's lockout thresholds (often 5), so that guessing through us never locks the
+# person out of the directory (see the README).
+SIGN_IN_FAILURES_PER_ACCOUNT = env.int("SIGN_IN_FAILURES_PER_ACCOUNT", default=3)
+SIGN_IN_FAILURES_PER_CLIENT = env.int("SIGN_IN_FAILURES_PER_CLIENT", default=20)
+SIGN_IN_FAILURE_WINDOW_SECONDS = env.int("SIGN_IN_FAILURE_WINDOW_SECONDS", default=30 * 60)
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 CELERY_TASK_IGNORE_RESULT = True

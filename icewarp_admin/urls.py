@@ -6,6 +6,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="mailserver:domain_list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("me/", include("icewarp_admin.selfservice.urls")),
     path("", include("icewarp_admin.mailserver.urls")),
     path("", include("directory_sync.urls")),
     path("", include("directory_sync.history_urls")),

@@ -9,6 +9,8 @@ PACKAGES=(openssl slapd ldap-utils redis-server krb5-user)
 PACKAGES+=(libldap2-dev libsasl2-dev)
 # Samba AD DC for tests/test_active_directory.py (devservers/samba.py): samba, samba-tool provision, ldb tools.
 PACKAGES+=(samba samba-ad-dc samba-ad-provision winbind ldb-tools)
+# A real IMAP server that signs our users in through `manage.py checkpassword` (tests/test_dovecot_imap.py).
+PACKAGES+=(dovecot-imapd)
 PYTHON=${PYTHON:-python3}
 
 missing=()
@@ -28,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   # Package scripts must not start system services: slapd would listen on every interface, redis on 6379,
-  # samba/smbd/winbind on their fixed ports.
+  # samba/smbd/winbind and dovecot on their fixed ports.
   if [ ! -x /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT

@@ -69,6 +69,23 @@ def database_url(database: dict[str, Any]) -> str:
     return f"postgres://{credentials}{host}:{port}/{database['NAME']}"
 
 
+def manage_py_env(**extra: str) -> dict[str, str]:
+    """The environment of a `manage.py` child process on this test database, with this process's keys."""
+    from django.db import connection
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "icewarp_admin.settings",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SECRETS_ENCRYPTION_KEYS": ",".join(settings.SECRETS_ENCRYPTION_KEYS),
+        "MAIL_ROOT": str(settings.MAIL_ROOT),
+        "CONFIG_DIR": str(settings.CONFIG_DIR),
+        "MAIL_OWNER": str(settings.MAIL_OWNER),
+        **extra,
+    }
+
+
 @pytest.fixture(scope="session")
 def celery_worker(
     redis_server: RedisInstance,

@@ -11,13 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import ldap
 import pytest
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE
 
 from devservers.ports import free_port
 from devservers.samba import SambaInstance, start_samba
+from directory_sync.auth import authenticate, change_password
 from directory_sync.ldap import SessionOptions, endpoint_from_host, open_session
-from directory_sync.models import DirectorySettings, SyncEvent, SyncRun, SyncState
+from directory_sync.models import DirectorySettings, SignIn, SyncEvent, SyncRun, SyncState
 from directory_sync.services.connection_check import run_connection_check
 from icewarp_admin.mailserver.models import Account, Domain, Group
 from icewarp_admin.mailserver.services.domains import create_domain
@@ -814,3 +816,138 @@ def test_range_reads_continue_to_the_last_value_and_a_cut_is_marked(
             )
         )
     assert len(cut.get("member")) == 100 and cut.incomplete == frozenset({"member"})
+
+
+# --------------------------------------------------------------------------- mail users sign in (rules §9)
+# Mail users of the AD sign in by their own bind and change their password with unicodePwd, so that the
+# domain's policy (length, complexity) decides.
+
+SIGN_IN_OU = f"OU=MailSignIn,{BASE}"
+SID_DN = f"CN=Sid Sample,{SIGN_IN_OU}"
+PASSWORD = "Sid!Passw0rd-1"
+WEB = SignIn.Channel.WEB
+
+
+@pytest.fixture
+def people(samba: SambaInstance) -> Iterator[SambaInstance]:
+    """OU=MailSignIn with sid (a normal user) and tess; removed again afterwards."""
+    conn = admin_connection(samba)
+    delete_tree(conn, SIGN_IN_OU)
+    conn.add(SIGN_IN_OU, ["top", "organizationalUnit"])
+    add_user(conn, SID_DN, "sid", password=PASSWORD, mail="sid@example.test", displayName="Sid Sample")
+    add_user(conn, f"CN=tess,{SIGN_IN_OU}", "tess", password="Tess!Passw0rd-1", mail="tess@example.test")
+    conn.unbind()
+    yield samba
+    conn = admin_connection(samba)
+    delete_tree(conn, SIGN_IN_OU)
+    conn.unbind()
+
+
+def synced(domain: Domain, samba: SambaInstance, **values: object) -> None:
+    configure_ad(domain, samba, base_dn=SIGN_IN_OU, **values)
+    run = sync(domain)
+    assert run.status == SyncRun.Status.SUCCEEDED, run.errors
+
+
+def bind_ok(samba: SambaInstance, login: str, password: str) -> bool:
+    conn = ldap.initialize(samba.ldaps_url)
+    conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(samba.ca_cert))
+    conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+    try:
+        conn.simple_bind_s(login, password)
+        return True
+    except ldap.INVALID_CREDENTIALS:
+        return False
+    finally:
+        conn.unbind_s()
+
+
+@pytest.mark.parametrize(
+    ("source", "login"),
+    [("upn", "sid@example.test"), ("samaccountname", "sid"), ("dn", SID_DN)],
+)
+def test_each_login_source_signs_in(
+    people: SambaInstance, example_test: Domain, source: str, login: str
+) -> None:
+    synced(example_test, people, login_source=source)
+    account = Account.objects.get(username="sid")
+    assert account.auth_value == f"{people.ldaps_url};{login}"
+    result = authenticate(address="sid@example.test", password=PASSWORD, channel=WEB)
+    assert result.ok, result
+    result = authenticate(address="sid@example.test", password="Not!Sid-Passw0rd", channel=WEB)
+    assert result.reason == "bad_password"
+
+
+def test_a_person_disabled_in_ad_since_the_last_sync_is_refused_as_disabled(
+    people: SambaInstance, example_test: Domain
+) -> None:
+    synced(example_test, people)
+    conn = admin_connection(people)
+    conn.modify(f"CN=tess,{SIGN_IN_OU}", {"userAccountControl": [(MODIFY_REPLACE, [str(UAC_DISABLED)])]})
+    conn.unbind()
+    result = authenticate(address="tess@example.test", password="Tess!Passw0rd-1", channel=WEB)
+    assert result.reason == "disabled"
+    assert result.message == "The directory has disabled this account"
+
+
+def test_the_domain_policy_refuses_weak_passwords_in_plain_words(
+    people: SambaInstance, example_test: Domain
+) -> None:
+    synced(example_test, people, login_source="samaccountname")
+
+    def change(old: str, new: str) -> tuple[str, str]:
+        result = change_password(address="sid@example.test", old_password=old, new_password=new, channel=WEB)
+        return result.reason, result.message
+
+    reason, message = change(PASSWORD, "Sh0rt!")
+    assert reason == "policy" and message.startswith(
+        "The new password is too short: use at least 7 characters"
+    )
+    reason, message = change(PASSWORD, "alllowercaseletters")
+    assert reason == "policy" and "not complex enough" in message
+    assert change("Wrong!Passw0rd-9", "Sid!Passw0rd-2")[0] == "bad_password"
+    assert change(PASSWORD, "Sid!Passw0rd-2") == ("ok", "Your password has been changed.")
+    assert authenticate(address="sid@example.test", password="Sid!Passw0rd-2", channel=WEB).ok
+    assert authenticate(address="sid@example.test", password=PASSWORD, channel=WEB).reason == "bad_password"
+    assert bind_ok(people, "sid@example.test", "Sid!Passw0rd-2")
+    assert Account.objects.get(username="sid").password == ""
+
+
+def test_a_change_over_starttls(people: SambaInstance, example_test: Domain) -> None:
+    synced(example_test, people, host=people.ldap_url, use_starttls=True)
+    result = change_password(
+        address="sid@example.test", old_password=PASSWORD, new_password="Sid!Passw0rd-3", channel=WEB
+    )
+    assert result.ok, result
+    assert SignIn.objects.filter(action="password_change", reason="ok").get().host == people.ldap_url
+
+
+def test_a_person_who_must_change_the_password_does_it_through_the_bind_user(
+    people: SambaInstance, example_test: Domain
+) -> None:
+    synced(example_test, people)
+    conn = admin_connection(people)
+    conn.modify(SID_DN, {"pwdLastSet": [(MODIFY_REPLACE, ["0"])]})  # "must change at next logon"
+    conn.unbind()
+    result = authenticate(address="sid@example.test", password=PASSWORD, channel=WEB)
+    assert result.reason == "expired"
+    changed = change_password(
+        address="sid@example.test", old_password=PASSWORD, new_password="Sid!Passw0rd-4", channel=WEB
+    )
+    assert changed.ok, changed
+    assert authenticate(address="sid@example.test", password="Sid!Passw0rd-4", channel=WEB).ok
+
+
+def test_a_person_moved_since_the_last_sync_still_changes_the_password(
+    people: SambaInstance, example_test: Domain
+) -> None:
+    synced(example_test, people, login_source="samaccountname")
+    conn = admin_connection(people)
+    conn.add(f"OU=Moved,{SIGN_IN_OU}", ["top", "organizationalUnit"])
+    move(conn, SID_DN, f"OU=Moved,{SIGN_IN_OU}")
+    conn.unbind()
+    result = change_password(
+        address="sid@example.test", old_password=PASSWORD, new_password="Sid!Passw0rd-5", channel=WEB
+    )
+    assert result.ok, result
+    assert authenticate(address="sid@example.test", password="Sid!Passw0rd-5", channel=WEB).ok

@@ -575,18 +575,12 @@ def _system_ca_file() -> str | None:
     return None
 
 
-def open_bulk_endpoint(endpoint: Endpoint, options: SessionOptions) -> BulkSession:
-    """Connect to one endpoint with python-ldap, StartTLS when asked, bind once."""
-    if options.bind_user and not options.bind_password:
-        # libldap would send an "unauthenticated" bind (a DN without a password), which binds as nobody.
-        raise DirectoryError("config", "No bind password is set: enter the password of the bind user")
+def connect_endpoint(endpoint: Endpoint, options: SessionOptions) -> tuple[Any, str | None]:
+    """A python-ldap connection to one endpoint, StartTLS done when asked, not bound yet; and the temporary CA
+    file it reads (the caller removes it). Binding as the bind user or as a mail user is the caller's."""
     _probe_tcp(endpoint, options.timeout_seconds)
     ca_file = _ca_file(options)
     conn = ldap.initialize(endpoint.url)
-    session = BulkSession(
-        conn, endpoint, timeout_seconds=options.timeout_seconds, secret=options.bind_password, ca_file=ca_file
-    )
-    stage: Stage = "connect"
     try:
         conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
         conn.set_option(ldap.OPT_REFERRALS, 0)
@@ -603,9 +597,52 @@ def open_bulk_endpoint(endpoint: Endpoint, options: SessionOptions) -> BulkSessi
             conn.set_option(ldap.OPT_X_TLS_PROTOCOL_MIN, ldap.OPT_X_TLS_PROTOCOL_TLS1_2)
             conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # the options above apply only to a new context
         if options.use_starttls and not endpoint.use_ssl:
-            stage = "starttls"
             conn.start_tls_s()
-        stage = "bind"
+        elif endpoint.use_ssl:
+            _handshake(conn)
+    except ldap.LDAPError as exc:
+        _discard(conn, ca_file)
+        stage: Stage = "starttls" if options.use_starttls and not endpoint.use_ssl else "connect"
+        error = translate_ldap_error(exc, stage, endpoint=endpoint, timeout=options.timeout_seconds)
+        if error.kind in ("tcp", "tls", "connection_lost") and (endpoint.use_ssl or options.use_starttls):
+            raise _tls_diagnosis(endpoint, options, error) from None
+        raise error from None
+    except BaseException:
+        _discard(conn, ca_file)
+        raise
+    return conn, ca_file
+
+
+def _handshake(conn: Any) -> None:
+    """libldap connects, and shakes hands over LDAPS, only at the first operation: an anonymous bind makes
+    that happen here, so that a broken TLS setup is a failure to connect (the backup host is tried), not of a
+    bind."""
+    try:
+        conn.simple_bind_s("", "")
+    except (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT):
+        raise
+    except ldap.LDAPError:
+        pass  # the server answered (anonymous binds may be refused): the connection stands
+
+
+def _discard(conn: Any, ca_file: str | None) -> None:
+    with contextlib.suppress(ldap.LDAPError):
+        conn.unbind_s()
+    if ca_file:
+        with contextlib.suppress(OSError):
+            os.unlink(ca_file)
+
+
+def open_bulk_endpoint(endpoint: Endpoint, options: SessionOptions) -> BulkSession:
+    """Connect to one endpoint with python-ldap, StartTLS when asked, bind once."""
+    if options.bind_user and not options.bind_password:
+        # libldap would send an "unauthenticated" bind (a DN without a password), which binds as nobody.
+        raise DirectoryError("config", "No bind password is set: enter the password of the bind user")
+    conn, ca_file = connect_endpoint(endpoint, options)
+    session = BulkSession(
+        conn, endpoint, timeout_seconds=options.timeout_seconds, secret=options.bind_password, ca_file=ca_file
+    )
+    try:
         if options.bind_user:
             msgid = conn.simple_bind(options.bind_user, options.bind_password)
         else:
@@ -614,7 +651,7 @@ def open_bulk_endpoint(endpoint: Endpoint, options: SessionOptions) -> BulkSessi
     except ldap.LDAPError as exc:
         session.close()
         error = translate_ldap_error(
-            exc, stage, endpoint=endpoint, timeout=options.timeout_seconds, secrets=(options.bind_password,)
+            exc, "bind", endpoint=endpoint, timeout=options.timeout_seconds, secrets=(options.bind_password,)
         )
         if error.kind in ("tcp", "tls", "connection_lost") and (endpoint.use_ssl or options.use_starttls):
             raise _tls_diagnosis(endpoint, options, error) from None

@@ -23,6 +23,12 @@ def auth_value(*, host: str, login: str) -> str:
     return f"{host};{login}"
 
 
+def login_of_auth_value(value: str) -> str:
+    """The login part of an auth value (host;login); a value without a host is the login itself."""
+    host, separator, login = value.partition(";")
+    return login.strip() if separator else host.strip()
+
+
 def local_username(
     *,
     source: str,

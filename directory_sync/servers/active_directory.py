@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 
 from directory_sync.choices import LoginSource, ServerType
+from directory_sync.ldap.filters import DnError, dn_key
 from directory_sync.servers.base import ServerDefaults, ServerProfile
+
+
+def dns_domain_of(dn: str) -> str:
+    """The DNS name of the domain an entry lives in: its DC= components joined by dots ("" if none)."""
+    try:
+        rdns = dn_key(dn)
+    except DnError:
+        return ""
+    return ".".join(value for rdn in rdns for attribute, value in rdn if attribute == "dc" and value)
 
 
 class UserAccountControl(enum.IntFlag):
@@ -23,6 +33,19 @@ class UserAccountControl(enum.IntFlag):
 
 
 class ActiveDirectoryProfile(ServerProfile):
+    @property
+    def changes_passwords_by_unicode_pwd(self) -> bool:
+        return True
+
+    def bind_name(self, login: str, *, dn: str) -> str:
+        """A bare sAMAccountName does not bind (Samba refuses it, AD only sometimes): it becomes the implicit
+        UPN name@dns-domain of the domain the entry lives in, which every domain controller accepts. A UPN,
+        DOMAIN\\name or a DN binds as it is."""
+        if not login or "@" in login or "\\" in login or "=" in login:
+            return login
+        domain = dns_domain_of(dn)
+        return f"{login}@{domain}" if domain else login
+
     @property
     def has_disabled_flag(self) -> bool:
         return True

@@ -50,6 +50,15 @@ class ServerProfile:
         return f"({attribute}={escape_value(value)})"
 
     @property
+    def changes_passwords_by_unicode_pwd(self) -> bool:
+        """Whether a password change writes AD's unicodePwd (else RFC 3062, then userPassword)."""
+        return False
+
+    def bind_name(self, login: str, *, dn: str) -> str:
+        """The name a person binds with, from the login of their auth value."""
+        return login
+
+    @property
     def has_disabled_flag(self) -> bool:
         """Whether entries carry an account-disabled flag the sync must follow (AD does, generic LDAP not)."""
         return False

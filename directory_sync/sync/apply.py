@@ -198,6 +198,13 @@ def _update_accounts(updates: list[AccountChange], domain: Domain, now: datetime
         by_fields.setdefault(names, []).append((change.object_id, *values, *_link_values(change, now)))
     for names, rows in by_fields.items():
         update_rows(Account, [*names, *LINK_FIELDS], rows)
+    # An account the directory adopted signs in by a bind from now on: its local hash goes (rules §9: no
+    # password of a directory account is kept here).
+    adopted = [change.object_id for change in updates if "auth_mode" in change.fields and change.object_id]
+    if adopted:
+        Account.objects.filter(pk__in=adopted, auth_mode=Account.AuthMode.DIRECTORY).exclude(
+            password=""
+        ).update(password="")
     _reorder_addresses([change for change in updates if "aliases" in change.fields], domain_id=domain.pk)
 
 

@@ -246,3 +246,25 @@ def domain_export(*, domain: Domain) -> dict[str, Any]:
 def _foreign_group_address(group_id: int) -> str:
     group = Group.objects.select_related("address__domain").get(pk=group_id)
     return group.address.address
+
+
+def account_for_sign_in(*, address: str) -> Account | None:
+    """The account an address signs in as: any of its addresses, or username@domain, case-insensitive; None
+    for anything else (a group's address, an unknown domain, text that is no address)."""
+    local, at, domain_part = address.strip().rpartition("@")
+    if not at or not local or not domain_part:
+        return None
+    try:
+        domain_name = normalize_domain_name(domain_part)
+    except ValidationError:
+        return None
+    local = local.lower()
+    owner = (
+        Address.objects.filter(domain__name=domain_name, local_part=local, account__isnull=False)
+        .values_list("account_id", flat=True)
+        .first()
+    )
+    accounts = Account.objects.select_related("domain")
+    if owner is not None:
+        return accounts.filter(pk=owner).first()
+    return accounts.filter(domain__name=domain_name, username=local).first()

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from directory_sync import selectors as sync_selectors
+from directory_sync.auth import clear_failures
 from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver import selectors
 from icewarp_admin.mailserver.forms import (
@@ -176,6 +177,7 @@ ACCOUNT_ACTIONS: dict[str, tuple[str, str, str]] = {
     "add_alias": ("mailserver.change_account", "account-aliases", "alias_form"),
     "remove_alias": ("mailserver.change_account", "account-aliases", "alias_form"),
     "primary_alias": ("mailserver.change_account", "account-aliases", "alias_form"),
+    "clear_sign_in_failures": ("directory_sync.clear_failures", "account-sign-ins", "settings_form"),
 }
 
 
@@ -219,6 +221,9 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
         "mailbox_present": bool(account.mailbox_path) and mailbox_exists(account.mailbox_path),
         "sync_events": sync_selectors.object_events(account=account)
         if request.user.has_perm("directory_sync.view_syncevent")
+        else [],
+        "sign_ins": sync_selectors.recent_sign_ins(account=account)
+        if request.user.has_perm("directory_sync.view_signin")
         else [],
         **forms,
     }
@@ -278,6 +283,9 @@ def handle_account_action(
             return False
         account_services.update_personal_data(account=account, vcard=personal_form.vcard())
         messages.success(request, "Personal data saved; the directory will no longer overwrite it.")
+    elif action == "clear_sign_in_failures":
+        clear_failures(account=account, by=request.user.get_username())
+        messages.success(request, "Sign-in failures cleared: the person may try again now.")
     elif action == "return_personal_data":
         account_services.return_personal_data_to_directory(account=account)
         messages.success(request, "Personal data handed back to the directory; the next sync refreshes it.")

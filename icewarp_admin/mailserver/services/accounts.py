@@ -104,6 +104,8 @@ def update_account(*, account: Account, changes: AccountSettings) -> Account:
     account.auth_mode = changes.auth_mode
     account.auth_value = changes.auth_value.strip()
     account.enabled = changes.enabled
+    if account.auth_mode == Account.AuthMode.DIRECTORY:
+        account.password = ""  # it signs in by a bind now; no local hash of a directory account is kept
     account.quota_mb = changes.quota_mb
     account.max_message_kb = changes.max_message_kb
     account.services = sorted(set(changes.services))
@@ -116,6 +118,11 @@ def update_account(*, account: Account, changes: AccountSettings) -> Account:
 
 def set_account_password(*, account: Account, raw_password: str) -> None:
     """Set the local password used by standard authentication."""
+    if account.auth_mode == Account.AuthMode.DIRECTORY:
+        raise ValidationError(
+            "This account signs in with its directory password: change it in the directory, or the person "
+            "changes it on the self-service pages."
+        )
     if not raw_password:
         raise ValidationError("Enter a password.")
     account.password = make_password(raw_password)
