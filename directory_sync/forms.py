@@ -96,8 +96,11 @@ HELP = {
     "ou_groups_root": "Only units below this one (inside the DN) become groups; it is the root group.",
     "ou_groups_root_name": "Name of the root group (default Contacts, or the root unit's name).",
     "delete_all_data": "Also delete the mailbox and data of accounts the sync removes. Off: kept.",
-    "sso_active": "Let users sign in with Kerberos (single sign-on) with this domain's keytabs.",
-    "sso_service_name": "The service principal, e.g. HTTP/mail.example.com@EXAMPLE.COM (realm upper-case).",
+    "sso_active": "A person whose computer holds a Kerberos ticket is signed in to the self-service pages "
+    "(/me/) without a password.",
+    "sso_service_name": "The service principal browsers ask tickets for: HTTP/<host name in the address "
+    "bar>@REALM, e.g. HTTP/mail.example.com@EXAMPLE.COM (host@REALM means HTTP/host@REALM). Its keytab is "
+    "the file HTTP#host@REALM among the keytabs.",
     "sso_matching": "How a Kerberos principal is matched to an account of this domain.",
 }
 

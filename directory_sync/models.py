@@ -447,6 +447,7 @@ class SignIn(models.Model):
     class Method(models.TextChoices):
         PASSWORD = "password", "Local password"
         DIRECTORY = "directory", "Directory bind"
+        KERBEROS = "kerberos", "Kerberos (single sign-on)"
         NONE = "", "None"
 
     class Reason(models.TextChoices):
@@ -460,6 +461,7 @@ class SignIn(models.Model):
         LOCKED = "locked", "Locked by the directory"
         POLICY = "policy", "New password refused"
         NOT_PERMITTED = "not_permitted", "Change not permitted"
+        TICKET = "ticket", "Kerberos ticket refused"
         # An administrator forgave the failures before it (the throttle counts from here, as after a success).
         CLEARED = "cleared", "Failures cleared"
         # Written before the password is checked: parallel attempts count each other (see auth.throttle).

@@ -11,6 +11,9 @@ PACKAGES+=(libldap2-dev libsasl2-dev)
 PACKAGES+=(samba samba-ad-dc samba-ad-provision winbind ldb-tools)
 # A real IMAP server that signs our users in through `manage.py checkpassword` (tests/test_dovecot_imap.py).
 PACKAGES+=(dovecot-imapd)
+# Kerberos single sign-on: gssapi compiles against MIT krb5; private MIT KDCs (k5test), curl with SPNEGO,
+# headless Chromium, and libfaketime for the clock-skew test (tests/test_kerberos_sso.py).
+PACKAGES+=(libkrb5-dev krb5-kdc krb5-admin-server curl chromium faketime)
 PYTHON=${PYTHON:-python3}
 
 missing=()
@@ -30,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   # Package scripts must not start system services: slapd would listen on every interface, redis on 6379,
-  # samba/smbd/winbind and dovecot on their fixed ports.
+  # samba/smbd/winbind, dovecot and the krb5 KDC on their fixed ports.
   if [ ! -x /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT

@@ -148,7 +148,7 @@ def test_sign_out_ends_the_session(synced: Account) -> None:
     client = signed_in("una@example.com", PASSWORD)
     assert client.get("/me/sign-out/").status_code == 405
     response = client.post("/me/sign-out/")
-    assert response.status_code == 302 and response["Location"] == "/me/"
+    assert response.status_code == 302 and response["Location"] == "/me/?signed_out=1"
     assert client.get("/me/account/")["Location"] == "/me/"
 
 

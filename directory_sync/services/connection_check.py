@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from cryptography import x509
 
+from directory_sync.auth.kerberos import check_service
 from directory_sync.ldap import (
     DirectoryError,
     DirectorySession,
@@ -557,6 +558,7 @@ def run_connection_check(settings: DirectorySettings) -> dict[str, Any]:
         "identity": None,
         "counts": None,
         "sample": [],
+        "kerberos": None,
         "errors": [],
         "warnings": [],
     }
@@ -594,6 +596,11 @@ def run_connection_check(settings: DirectorySettings) -> dict[str, Any]:
     if session is not None:
         with session:
             _check_data(session, settings, result)
+    if settings.sso_active and settings.sso_service_name.strip():
+        result["kerberos"] = check_service(
+            settings.sso_service_name, bind_user=options.bind_user, bind_password=options.bind_password
+        )
+        errors.extend(f"Single sign-on: {error}" for error in result["kerberos"]["errors"])
     result["ok"] = session is not None and not errors
     result["summary"] = _summary(result, bound, options)
     if len(options.bind_password) >= 4:
@@ -629,6 +636,14 @@ def check_to_text(result: dict[str, Any]) -> str:
             lines.append(f"    valid until {cert['not_after']} ({cert['days_left']} days)")
             if cert.get("san"):
                 lines.append(f"    names: {', '.join(cert['san'])}")
+    kerberos = result.get("kerberos")
+    if kerberos:
+        lines += ["", f"Single sign-on {kerberos['service']}: {'ok' if kerberos['ok'] else 'FAILED'}"]
+        lines.append(f"  Keytab {kerberos['keytab']}: {len(kerberos['keys'])} keys")
+        lines += [f"    {k['principal']} version {k['kvno']} {k['enctype']}" for k in kerberos["keys"]]
+        if kerberos["kdc"]:
+            lines.append(f"  KDC: {kerberos['kdc']}")
+        lines += [f"  {error}" for error in kerberos["errors"] if error != kerberos["kdc"]]
     root = result.get("root_dse")
     if root:
         vendor = " ".join(x for x in (root.get("vendor_name"), root.get("vendor_version")) if x)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from directory_sync.auth import authenticate, change_password
+from directory_sync.auth.sso import sign_in_with_ticket, single_sign_on_domains
 from directory_sync.models import SignIn
 from icewarp_admin.mailserver import selectors
 from icewarp_admin.mailserver.forms import PersonalDataForm
@@ -37,12 +41,44 @@ def _pop_flash(request: HttpRequest) -> str:
     return str(request.mail_session.pop(FLASH_KEY, ""))  # type: ignore[attr-defined]
 
 
+def _negotiate_token(request: HttpRequest) -> bytes | None:
+    """The token of an "Authorization: Negotiate <base64>" header: b"" if not base64, None if absent."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "negotiate":
+        return None
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 @require_http_methods(["GET", "POST"])
 def sign_in_page(request: HttpRequest) -> HttpResponse:
     if signed_in_account(request) is not None:
         return redirect("selfservice:account")
     form = SignInForm(request.POST or None)
-    expired_address = ""
+    context: dict[str, Any] = {
+        "form": form,
+        "expired_address": "",
+        "changed": request.GET.get("changed") == "1",
+        "signed_out": request.GET.get("signed_out") == "1",
+        "sso_error": "",
+        "sso_offered": False,
+    }
+    status = 200
+    token = _negotiate_token(request) if request.method == "GET" else None
+    if token is not None:
+        outcome = sign_in_with_ticket(token=token, client=_client(request), channel=SignIn.Channel.WEB)
+        if outcome.result.ok and outcome.result.account is not None:
+            sign_in(request, outcome.result.account)
+            signed_in = redirect("selfservice:account")
+            if outcome.answer:
+                # Mutual authentication: the browser checks that it was this server that accepted its ticket.
+                signed_in["WWW-Authenticate"] = f"Negotiate {base64.b64encode(outcome.answer).decode()}"
+            return signed_in
+        # Refused: the page says why and offers the password; no new challenge, or the browser would loop.
+        context["sso_error"] = outcome.result.message
+        status = 403
     if request.method == "POST" and form.is_valid():
         result = authenticate(
             address=form.cleaned_data["address"],
@@ -56,14 +92,20 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
                 _flash(request, result.warning)
             return redirect("selfservice:account")
         if result.reason == SignIn.Reason.EXPIRED:
-            expired_address = form.cleaned_data["address"]
+            context["expired_address"] = form.cleaned_data["address"]
         form.add_error(None, result.message)
-    context: dict[str, Any] = {
-        "form": form,
-        "expired_address": expired_address,
-        "changed": request.GET.get("changed") == "1",
-    }
-    return render(request, "selfservice/sign_in.html", context)
+    challenge = (
+        request.method == "GET"
+        and token is None
+        and not context["signed_out"]
+        and bool(single_sign_on_domains())
+    )
+    context["sso_offered"] = challenge
+    response = render(request, "selfservice/sign_in.html", context, status=401 if challenge else status)
+    if challenge:
+        # A browser with a Kerberos ticket answers with it; one without shows this page: the password form.
+        response["WWW-Authenticate"] = "Negotiate"
+    return response
 
 
 @mail_user_required
@@ -118,4 +160,5 @@ def password_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sign_out_page(request: HttpRequest) -> HttpResponse:
     sign_out(request)
-    return redirect("selfservice:sign_in")
+    # Not straight back to the sign-in page's Negotiate challenge, which would sign a Kerberos user in again.
+    return redirect(f"{reverse('selfservice:sign_in')}?signed_out=1")
