@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 
 from directory_sync import validation
 from directory_sync.choices import ServerType
+from directory_sync.display import EMPTY, setting_text
 from directory_sync.models import DirectorySettings
 from directory_sync.servers import profile_for
 
@@ -57,6 +59,21 @@ ADVANCED_FIELDS = [
 KERBEROS_FIELDS = ["sso_active", "sso_service_name", "sso_matching"]
 ALL_FIELDS = GENERAL_FIELDS + SERVER_FIELDS + ADVANCED_FIELDS + KERBEROS_FIELDS
 
+# The longest values the form takes (the model's text fields have no limit of their own): a DN or a filter
+# longer than this is a paste gone wrong, not a directory.
+TEXT_LIMITS: dict[str, int] = {
+    "base_dn": 2048,
+    "ou_groups_root": 2048,
+    "account_filter": 4096,
+    "group_filter": 4096,
+    "mailing_list_filter": 4096,
+    "vcard_map": 20_000,
+    "ca_bundle": 200_000,
+}
+
+# The ranges the clean_ methods below keep, shown by the inputs too.
+NUMBER_LIMITS: dict[str, tuple[int, int]] = {"timeout_seconds": (1, 120), "page_size": (1, 1000)}
+
 HELP = {
     "active": "Keep this domain's users and groups in one-way sync with the directory below.",
     "directory_sign_in": "Accounts synced from the directory sign in (web, IMAP) by a bind with their own "
@@ -83,14 +100,16 @@ HELP = {
     "guid_attribute": "The attribute that identifies an entry for good, even across renames.",
     "guid_is_binary": "The id attribute holds bytes (AD objectGUID), shown as a GUID.",
     "change_stamp_attribute": "Changes whenever the entry does; entries with the same stamp are skipped.",
-    "allow_missing_change_stamp": "Process entries that have no change stamp instead of skipping them.",
+    "allow_missing_change_stamp": "Entries without the change stamp are compared in full on every run (never "
+    "skipped); off, each run warns how many there are.",
     "full_name_from_given_and_sn": "Full name is givenName sn when both are set and vCard sync is off.",
     "display_name_from_given_name": "Kept from IceWarp's file; same meaning as above in some IceWarp builds.",
     "vcard_map": "ITEM:template lines: ${attr}, ${a,b} (first non-empty), ${!attr} (drop line if empty). "
     "Empty: the default map.",
     "directory_vcard_wins": "The directory overwrites personal data even after the person edited it here.",
     "disable_vcard_sync": "Leave personal data alone; synchronize accounts only.",
-    "disable_vcard_domain_rename": "Keep e-mail addresses in personal data as the directory has them.",
+    "disable_vcard_domain_rename": "When the directory's mail domains are rewritten to this domain "
+    "(Directory service domain above), keep the e-mail addresses in personal data as the directory has them.",
     "group_remote_members": "Keep group members whose address is not a synced account here.",
     "create_ou_groups": "Turn the organizational units on users' DNs into nested groups (address book).",
     "ou_groups_root": "Only units below this one (inside the DN) become groups; it is the root group.",
@@ -121,10 +140,37 @@ class DirectorySettingsForm(forms.ModelForm):
             "group_filter": forms.TextInput(attrs={"size": 60}),
             "mailing_list_filter": forms.TextInput(attrs={"size": 60}),
         }
+        labels = {
+            "vcard_map": "vCard map",
+            "allow_missing_change_stamp": "Entries without a change stamp are expected (no warning)",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for name, limit in TEXT_LIMITS.items():
+            if name in self.fields:
+                field = self.fields[name]
+                field.max_length = limit  # type: ignore[attr-defined]
+                field.validators.append(MaxLengthValidator(limit))
+                field.widget.attrs["maxlength"] = str(limit)
+        for name, (low, high) in NUMBER_LIMITS.items():
+            if name in self.fields:
+                self.fields[name].widget.attrs.update(min=str(low), max=str(high))
         self.show_server_type_defaults(self.selected_server_type())
+
+    def display_items(self) -> list[tuple[str, str]]:
+        """The section read-only, as (label, text): Yes/No, choice labels, the default a blank field takes."""
+        defaults = profile_for(str(self.instance.server_type)).defaults
+        items = []
+        for name, field in self.fields.items():
+            if name in ("password", "clear_password"):
+                continue
+            text = setting_text(name, getattr(self.instance, name, ""))
+            default = getattr(defaults, name, "")
+            if text == EMPTY and isinstance(default, str) and default:
+                text = f"{default} (default)"
+            items.append((str(field.label), text))
+        return items
 
     def selected_server_type(self) -> str:
         if self.is_bound and "server_type" in self.fields:
@@ -163,10 +209,12 @@ class DirectorySettingsForm(forms.ModelForm):
         return validation.validate_ca_bundle(self.cleaned_data["ca_bundle"])
 
     def clean_timeout_seconds(self) -> int:
-        return _in_range(self.cleaned_data["timeout_seconds"], 1, 120, "The timeout")
+        return _in_range(
+            self.cleaned_data["timeout_seconds"], *NUMBER_LIMITS["timeout_seconds"], "The timeout"
+        )
 
     def clean_page_size(self) -> int:
-        return _in_range(self.cleaned_data["page_size"], 1, 1000, "The page size")
+        return _in_range(self.cleaned_data["page_size"], *NUMBER_LIMITS["page_size"], "The page size")
 
     def clean_account_filter(self) -> str:
         return validation.validate_filter(self.cleaned_data["account_filter"])
@@ -246,6 +294,8 @@ KerberosForm = section_form(KERBEROS_FIELDS)
 
 
 class ServerForm(section_form(SERVER_FIELDS)):  # type: ignore[misc]
+    # The seed's order: Hostname, Backup hostname, User, Password, DN.
+    field_order = ["host", "backup_host", "bind_user", "password", "clear_password", "base_dn"]
     password = forms.CharField(
         label="Password",
         required=False,
@@ -255,6 +305,13 @@ class ServerForm(section_form(SERVER_FIELDS)):  # type: ignore[misc]
     )
     clear_password = forms.BooleanField(label="Remove the stored password (bind anonymously)", required=False)
 
+
+SECTION_TITLES: dict[str, str] = {
+    "general": "General",
+    "server": "Server",
+    "advanced": "Advanced",
+    "kerberos": "Kerberos / GSSAPI / SSO",
+}
 
 SECTIONS: dict[str, type[DirectorySettingsForm]] = {
     "general": GeneralForm,

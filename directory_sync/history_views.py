@@ -40,6 +40,9 @@ class HistoryFilterForm(forms.Form):
     )
     status = forms.ChoiceField(choices=[("", "Any status"), *SyncRun.Status.choices], required=False)
     trigger = forms.ChoiceField(choices=[("", "Any trigger"), *selectors.TRIGGER_CHOICES], required=False)
+    kind = forms.ChoiceField(
+        label="Dry runs", choices=[("", "Dry and real runs"), *selectors.KIND_CHOICES], required=False
+    )
     date_from = forms.DateField(label="From", required=False, widget=DATE_WIDGET)
     date_to = forms.DateField(label="To", required=False, widget=DATE_WIDGET)
 
@@ -59,6 +62,7 @@ class HistoryFilterForm(forms.Form):
             "domain": data["domain"].name if data["domain"] else "",
             "status": data["status"],
             "trigger": data["trigger"],
+            "kind": data["kind"],
             "date_from": data["date_from"],
             "date_to": data["date_to"],
         }
@@ -142,9 +146,10 @@ def run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
 
 def run_context(request: HtmxHttpRequest, run: SyncRun, *, can_view_events: bool) -> dict[str, Any]:
     columns, rows = count_table(run)
+    expanded = request.GET.get("warning", "")
     context: dict[str, Any] = {
         "run": run,
-        "trigger": selectors.trigger_label(run),
+        "warnings": selectors.run_warnings(run, expanded=int(expanded) if expanded.isdigit() else None),
         "count_columns": columns,
         "count_rows": rows,
         "can_view_events": can_view_events,

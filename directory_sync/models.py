@@ -3,7 +3,7 @@ connection checks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -184,8 +184,14 @@ class SettingsChange(models.Model):
     def __str__(self) -> str:
         return f"{self.domain} {self.changed_at:%Y-%m-%d %H:%M} {', '.join(self.changes)}"
 
-    def changed_fields(self) -> list[tuple[str, Any, Any]]:
-        return [(field, old, new) for field, (old, new) in self.changes.items()]
+    def changed_fields(self) -> list[tuple[str, str, str]]:
+        """(label, old, new) as people read them: the form's label, Yes/No, a choice's label."""
+        from directory_sync.display import setting_label, setting_text
+
+        return [
+            (setting_label(field), setting_text(field, old), setting_text(field, new))
+            for field, (old, new) in self.changes.items()
+        ]
 
 
 class Keytab(models.Model):
@@ -213,12 +219,21 @@ class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    # It ran to its end, but did not read the directory in full (a search failed or was cut short): what was
+    # read was applied, nothing was removed on the strength of it.
+    PARTIAL = "partial", "Completed with errors"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
 
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
-FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED)
+FINISHED_STATUSES = (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.SKIPPED)
+# The badge class (static/css/console.css) of each status; any other status is amber ("warn").
+STATUS_BADGES: dict[str, str] = {JobStatus.SUCCEEDED: "ok", JobStatus.FAILED: "off"}
+# How often a page asks about a run still going on, by the run's age in seconds: small runs end in a fraction
+# of a second, so the first answers come quickly; a long run is asked less often.
+POLL_INTERVALS = ((5, "250ms"), (30, "1s"))
+POLL_INTERVAL_LATER = "2s"
 
 
 class BackgroundJob(models.Model):
@@ -259,12 +274,19 @@ class ConnectionCheck(BackgroundJob):
 
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="connection_checks")
     result = models.JSONField(null=True, blank=True)
+    # "Test these settings": the form's values, not saved (the bind password encrypted, as stored). None: the
+    # domain's saved settings.
+    unsaved_settings = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta(BackgroundJob.Meta):
         pass
 
     def __str__(self) -> str:
         return f"Test connection of {self.domain} ({self.status})"
+
+    @property
+    def tests_unsaved_settings(self) -> bool:
+        return self.unsaved_settings is not None
 
 
 PHASE_LABELS = {
@@ -293,8 +315,12 @@ class SyncRun(BackgroundJob):
     phase = models.CharField(max_length=20, blank=True)
     entries_read = models.PositiveIntegerField(default=0)
     entries_total = models.PositiveIntegerField(null=True, blank=True)
-    actions_planned = models.PositiveIntegerField(default=0)
-    actions_applied = models.PositiveIntegerField(default=0)
+    actions_planned = models.PositiveIntegerField(
+        default=0, help_text="Creations, updates, renames and removals the run means to apply (no skips)."
+    )
+    actions_applied = models.PositiveIntegerField(
+        default=0, help_text="Creations, updates, renames and removals applied (none in a dry run)."
+    )
     # Outcome.
     counts = models.JSONField(
         default=dict, blank=True, help_text='{"accounts": {"created": n, ...}, "groups": {...}}'
@@ -316,7 +342,15 @@ class SyncRun(BackgroundJob):
         help_text="Seconds spent in each phase: read, load, plan, guard, apply, record.",
     )
     warnings = models.JSONField(default=list, blank=True)
-    errors = models.JSONField(default=list, blank=True)
+    warning_objects = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Warning number → the objects it names: {"summary": text, "objects": [DN or address, ...], '
+        '"total": n, "action": event action listing them}; the first 5,000 objects are kept.',
+    )
+    errors = models.JSONField(
+        default=list, blank=True, help_text="Why it failed, or what it did not read (completed with errors)."
+    )
     # Withheld removals: an administrator approves them (a new run applies them after checking the directory
     # again) or dismisses them.
     approves = models.ForeignKey(
@@ -349,6 +383,39 @@ class SyncRun(BackgroundJob):
     def __str__(self) -> str:
         kind = "Dry run" if self.dry_run else "Sync"
         return f"{kind} of {self.domain} #{self.pk} ({self.status})"
+
+    @property
+    def title(self) -> str:
+        """What the run is ("Dry run", "Synchronization"); the trigger says only what started it."""
+        return "Dry run" if self.dry_run else "Synchronization"
+
+    @property
+    def requester(self) -> str:
+        """Who asked for it, unless that only repeats the trigger (the schedule, the command line)."""
+        who = self.requested_by.strip()
+        if who.casefold() in {self.trigger.casefold(), str(self.get_trigger_display()).casefold()}:
+            return ""
+        return who
+
+    @property
+    def status_badge(self) -> str:
+        return STATUS_BADGES.get(self.status, "warn")
+
+    @property
+    def poll_every(self) -> str:
+        """The htmx polling interval for this run now ("250ms", "1s", "2s")."""
+        age = (timezone.now() - self.created_at).total_seconds() if self.created_at else 0.0
+        return next((every for seconds, every in POLL_INTERVALS if age < seconds), POLL_INTERVAL_LATER)
+
+    def count_summaries(self) -> list[tuple[str, str]]:
+        """("Accounts", "created 2 · unchanged 5"), one per kind of object counted; zeros left out."""
+        summaries = []
+        for kind, counts in (self.counts or {}).items():
+            if isinstance(counts, dict):
+                parts = [f"{name.replace('_', ' ')} {value}" for name, value in counts.items() if value]
+                label = kind.replace("_", " ").capitalize()
+                summaries.append((label, " · ".join(parts) or "nothing compared"))
+        return summaries
 
     @property
     def phase_label(self) -> str:

@@ -1,7 +1,7 @@
-"""Reads for the sync history: runs, their events, an object's events, and the CSV export's rows.
+"""Reads for the sync history: runs, their events and warnings, an object's events, and the CSV export's rows.
 
-A dry run is listed with the trigger "Dry run" whatever started it: the trigger filter "dry_run" selects dry
-runs, and every other trigger value selects the real runs of that trigger.
+A run is what it is (a dry run or a synchronization) and was started by a trigger: the trigger filter selects
+the runs of a trigger, dry or not, and the kind filter dry runs or real ones.
 """
 
 from __future__ import annotations
@@ -11,15 +11,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.text import capfirst
 
 from directory_sync.models import SignIn, SyncEvent, SyncRun
 from icewarp_admin.mailserver.models import Account, Group
+from icewarp_admin.mailserver.personal_data import VCARD_ITEMS
 
-DRY_RUN = "dry_run"
-TRIGGER_CHOICES: list[tuple[str, str]] = [*SyncRun.Trigger.choices, (DRY_RUN, "Dry run")]
+TRIGGER_CHOICES: list[tuple[str, str]] = list(SyncRun.Trigger.choices)
+DRY, REAL = "dry", "real"
+KIND_CHOICES = [(DRY, "Dry runs only"), (REAL, "Real runs only")]
 COUNT_KEYS = ("created", "updated", "renamed", "removed", "unchanged", "skipped")
+COUNT_KINDS = ("accounts", "groups")
 CSV_HEADER = [
     "run id",
     "domain",
@@ -31,7 +37,7 @@ CSV_HEADER = [
     "started",
     "finished",
     "duration s",
-    *(f"accounts {key}" for key in COUNT_KEYS),
+    *(f"{kind} {key}" for kind in COUNT_KINDS for key in COUNT_KEYS),
     "conflicts",
     "removals withheld",
     "warnings",
@@ -40,11 +46,18 @@ CSV_HEADER = [
 # Spreadsheet formula prefixes (OWASP "CSV injection"), tab and carriage return included.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 EMPTY = "—"
-
-
-def trigger_label(run: SyncRun) -> str:
-    """How a run was started, as the history shows it: "Dry run" for every dry run."""
-    return "Dry run" if run.dry_run else run.get_trigger_display()
+# Names of event fields that are not model fields, or whose verbose name is only the attribute's name.
+EVENT_FIELD_LABELS = {
+    "alias": "Address",
+    "aliases": "Addresses",
+    "directory_dn": "Directory DN",
+    "directory_id": "Directory id",
+    "vcard": "Personal data (vCard)",
+    "members": "Members",
+    "members_added": "Members added",
+    "members_removed": "Members removed",
+}
+WARNING_OBJECTS_SHOWN = 10
 
 
 def counts_summary(run: SyncRun) -> str:
@@ -63,10 +76,14 @@ def run_list(
     domain: str = "",
     status: str = "",
     trigger: str = "",
+    kind: str = "",
     date_from: date | None = None,
     date_to: date | None = None,
 ) -> QuerySet[SyncRun]:
-    """Runs across domains, newest first; dates are days of creation in the current time zone."""
+    """Runs across domains, newest first; dates are days of creation in the current time zone.
+
+    trigger: the runs it started, dry or real; kind: "dry" or "real" runs only.
+    """
     runs = SyncRun.objects.select_related("domain").order_by("-created_at", "-id")
     if domain:
         runs = runs.filter(domain__name=domain)
@@ -74,12 +91,14 @@ def run_list(
         if status not in SyncRun.Status.values:
             raise ValueError(f"Unknown run status {status!r}.")
         runs = runs.filter(status=status)
-    if trigger == DRY_RUN:
-        runs = runs.filter(dry_run=True)
-    elif trigger:
+    if trigger:
         if trigger not in SyncRun.Trigger.values:
             raise ValueError(f"Unknown run trigger {trigger!r}.")
-        runs = runs.filter(trigger=trigger, dry_run=False)
+        runs = runs.filter(trigger=trigger)
+    if kind:
+        if kind not in (DRY, REAL):
+            raise ValueError(f"Unknown kind of run {kind!r}.")
+        runs = runs.filter(dry_run=kind == DRY)
     if date_from:
         runs = runs.filter(created_at__date__gte=date_from)
     if date_to:
@@ -106,11 +125,57 @@ def run_events(*, run: SyncRun, search: str = "", action: str = "") -> QuerySet[
 
 @dataclass(frozen=True)
 class FieldChange:
-    """One field of an event, its values already written out for people."""
+    """One field of an event, its name and values already written out for people (name: as stored)."""
 
     name: str
+    label: str
     before: str
     after: str
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    """A warning of a run as its page shows it: what happened, and the first objects it names (all of those
+    kept when expanded)."""
+
+    index: int
+    summary: str
+    objects: list[str]
+    total: int  # how many objects there are
+    kept: int  # how many the run kept (the first OBJECTS_KEPT)
+    action: str  # the events of the run that list them, if any
+    expanded: bool
+
+    @property
+    def more(self) -> bool:
+        return not self.expanded and self.kept > len(self.objects)
+
+
+def run_warnings(
+    run: SyncRun, *, expanded: int | None = None, shown: int = WARNING_OBJECTS_SHOWN
+) -> list[RunWarning]:
+    """The run's warnings, each with the objects it names: the first few, or every one kept (expanded)."""
+    details = run.warning_objects if isinstance(run.warning_objects, dict) else {}
+    found = []
+    for index, text in enumerate(run.warnings or []):
+        detail = details.get(str(index))
+        if not isinstance(detail, dict):
+            found.append(RunWarning(index, str(text), [], 0, 0, "", False))
+            continue
+        objects = [str(name) for name in detail.get("objects") or []]
+        whole = index == expanded
+        found.append(
+            RunWarning(
+                index=index,
+                summary=str(detail.get("summary") or text),
+                objects=objects if whole else objects[:shown],
+                total=int(detail.get("total") or len(objects)),
+                kept=len(objects),
+                action=str(detail.get("action") or ""),
+                expanded=whole,
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -122,7 +187,15 @@ class EventRow:
 
 
 def event_rows(events: Iterable[SyncEvent]) -> list[EventRow]:
-    return [EventRow(event=event, changes=describe_fields(event.fields)) for event in events]
+    return [
+        EventRow(
+            event=event,
+            changes=describe_fields(
+                event.fields, model=Group if event.object_type == SyncEvent.ObjectType.GROUP else Account
+            ),
+        )
+        for event in events
+    ]
 
 
 def object_events(
@@ -136,8 +209,9 @@ def object_events(
     return event_rows(events.order_by("-id")[:limit])
 
 
-def describe_fields(fields: dict[str, Any]) -> list[FieldChange]:
-    """Each field as "before → after" text; of two dicts (a vCard) only the items that differ."""
+def describe_fields(fields: dict[str, Any], *, model: type[models.Model] | None = None) -> list[FieldChange]:
+    """Each field as "before → after" text; of two dicts (a vCard) only the items that differ. With the model
+    of the object (Account, Group), fields are named by their verbose names and choices by their labels."""
     changes = []
     for name, pair in fields.items():
         before, after = pair if isinstance(pair, list | tuple) and len(pair) == 2 else (None, pair)
@@ -145,20 +219,60 @@ def describe_fields(fields: dict[str, Any]) -> list[FieldChange]:
             differing = [key for key in {**before, **after} if before.get(key) != after.get(key)]
             before = {key: before[key] for key in differing if key in before}
             after = {key: after[key] for key in differing if key in after}
-        changes.append(FieldChange(name=name, before=describe_value(before), after=describe_value(after)))
+        if name == "vcard":
+            before, after = vcard_labels(before), vcard_labels(after)
+        field = _model_field(model, name)
+        changes.append(
+            FieldChange(
+                name=name,
+                label=field_label(model, name),
+                before=describe_value(before, field=field),
+                after=describe_value(after, field=field),
+            )
+        )
     return changes
 
 
-def describe_value(value: Any) -> str:
-    """A stored value in one short line: lists comma-separated, dicts as ITEM=value items."""
+def vcard_labels(vcard: Any) -> Any:
+    """Personal data keyed by the labels of the account page ("Work phone", not TEL;TYPE=PREF,WORK,VOICE)."""
+    if not isinstance(vcard, dict):
+        return vcard
+    labels = dict(VCARD_ITEMS)
+    return {labels.get(item, item): value for item, value in vcard.items()}
+
+
+def field_label(model: type[models.Model] | None, name: str) -> str:
+    """An event field's name for people: the model field's verbose name, capitalized."""
+    if name in EVENT_FIELD_LABELS:
+        return EVENT_FIELD_LABELS[name]
+    field = _model_field(model, name)
+    verbose = getattr(field, "verbose_name", None) or name.replace("_", " ")
+    return str(capfirst(str(verbose)))
+
+
+def _model_field(model: type[models.Model] | None, name: str) -> Any:
+    if model is None:
+        return None
+    try:
+        return model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+
+
+def describe_value(value: Any, *, field: Any = None) -> str:
+    """A stored value in one short line: Yes/No, a choice's label, lists comma-separated, dicts as
+    "item: value" items."""
     if value is None or value in ("", [], {}):
         return EMPTY
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return "Yes" if value else "No"
     if isinstance(value, dict):
-        return "; ".join(f"{key}={describe_value(item)}" for key, item in value.items())
+        return "; ".join(f"{key}: {describe_value(item)}" for key, item in value.items())
     if isinstance(value, list | tuple):
         return ", ".join(describe_value(item) for item in value)
+    choices = dict(getattr(field, "flatchoices", None) or ())
+    if isinstance(value, str) and value in choices:
+        return str(choices[value])
     return str(value)
 
 
@@ -171,7 +285,7 @@ def runs_csv_rows(queryset: QuerySet[SyncRun]) -> Iterator[list[str]]:
     """The header, then one row per run; every cell is text, neutralized against formula injection."""
     yield CSV_HEADER
     for run in queryset.select_related("domain").iterator(chunk_size=500):
-        accounts = (run.counts or {}).get("accounts") or {}
+        counts = run.counts if isinstance(run.counts, dict) else {}
         duration = run.duration_s
         row = [
             str(run.pk),
@@ -184,7 +298,7 @@ def runs_csv_rows(queryset: QuerySet[SyncRun]) -> Iterator[list[str]]:
             _timestamp(run.started_at),
             _timestamp(run.finished_at),
             f"{duration:.1f}" if duration is not None else "",
-            *(str(accounts.get(key, "")) for key in COUNT_KEYS),
+            *(str((counts.get(kind) or {}).get(key, "")) for kind in COUNT_KINDS for key in COUNT_KEYS),
             str(run.conflicts),
             str(run.removals_withheld),
             "; ".join(str(warning) for warning in run.warnings or []),

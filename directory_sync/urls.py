@@ -8,6 +8,7 @@ urlpatterns = [
     path("domains/<str:name>/directory/", views.directory_tab, name="directory_tab"),
     path("domains/<str:name>/directory/defaults/", views.server_type_defaults, name="server_type_defaults"),
     path("domains/<str:name>/directory/test/", views.test_connection, name="test_connection"),
+    path("domains/<str:name>/directory/test-unsaved/", views.test_unsaved_settings, name="test_unsaved"),
     path(
         "domains/<str:name>/directory/checks/<int:check_id>/", views.connection_check, name="connection_check"
     ),

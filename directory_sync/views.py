@@ -12,11 +12,12 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
-from directory_sync.forms import SECTIONS, DirectorySettingsForm, KeytabUploadForm, ServerForm
+from directory_sync.forms import SECTION_TITLES, SECTIONS, DirectorySettingsForm, KeytabUploadForm, ServerForm
 from directory_sync.models import ConnectionCheck, DirectorySettings, Keytab, SettingsChange, SyncRun
 from directory_sync.servers import profile_for
-from directory_sync.services.checks import queue_connection_check
+from directory_sync.services.checks import queue_connection_check, unsaved_settings_values
 from directory_sync.services.keytabs import delete_keytab, store_keytab
 from directory_sync.services.runs import request_run, resolve_withheld
 from directory_sync.services.settings import save_directory_settings, settings_for
@@ -54,6 +55,9 @@ def tab_context(request: HtmxHttpRequest, domain: Domain, **forms: Any) -> dict[
         context["keytabs"] = list(Keytab.objects.filter(domain=domain))
         context["keytab_form"] = forms.get("keytab") or KeytabUploadForm()
         context["check"] = ConnectionCheck.objects.filter(domain=domain).first()
+    elif request.user.has_perm("directory_sync.view_syncrun"):
+        # Operators read what runs did, not the configuration.
+        context["recent_runs"] = list(SyncRun.objects.filter(domain=domain)[:5])
     if request.user.has_perm("directory_sync.view_settingschange"):
         context["history"] = list(SettingsChange.objects.filter(domain=domain)[:20])
         context["history_total"] = SettingsChange.objects.filter(domain=domain).count()
@@ -66,6 +70,7 @@ def directory_tab(request: HtmxHttpRequest, name: str) -> HttpResponse:
     domain = get_object_or_404(Domain, name=name)
     require_any(request, "directory_sync.view_directorysettings", "directory_sync.view_settingschange")
     bound: dict[str, Any] = {}
+    saved: dict[str, str] = {}
     section = ""
     if request.method == "POST":
         require_any(request, "directory_sync.change_directorysettings")
@@ -73,26 +78,41 @@ def directory_tab(request: HtmxHttpRequest, name: str) -> HttpResponse:
         if section not in SECTIONS:
             return HttpResponse("Unknown section.", status=400)
         form = SECTIONS[section](request.POST, instance=settings_for(domain))
-        if form.is_valid() and save_section(request, domain, section, form):
+        if form.is_valid():
+            saved[section] = save_section(request, domain, section, form)
             if not request.htmx:
-                return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + f"#{section}")
+                url = reverse("directory_sync:directory_tab", args=[domain.name])
+                return redirect(f"{url}?saved={section}#section-{section}")
         else:
             bound[section] = form
+    elif request.GET.get("saved") in SECTIONS:
+        saved[request.GET["saved"]] = SAVED_NOTE
     context = tab_context(request, domain, **bound)
+    context["saved"] = saved
     if request.htmx and section:
         return render(request, f"directory_sync/directory_tab.html#section-{section}", context)
     return render(request, "directory_sync/directory_tab.html", context)
 
 
-def save_section(request: HtmxHttpRequest, domain: Domain, section: str, form: DirectorySettingsForm) -> bool:
+SAVED_NOTE = "Saved. The next run uses these settings: the next scheduled one, or Synchronize Now."
+UNCHANGED_NOTE = "Nothing changed."
+
+
+def save_section(request: HtmxHttpRequest, domain: Domain, section: str, form: DirectorySettingsForm) -> str:
+    """Save one section; the note shown next to its button (and as a message)."""
     values = {field: form.cleaned_data[field] for field in form.Meta.fields}
     password = form.cleaned_data.get("password") if isinstance(form, ServerForm) else None
     clear = bool(form.cleaned_data.get("clear_password")) if isinstance(form, ServerForm) else False
     _, change = save_directory_settings(
         domain=domain, values=values, new_password=password, clear_password=clear, changed_by=request.user
     )
-    messages.success(request, "Saved." if change else "Nothing changed.")
-    return True
+    note = (
+        f"{SECTION_TITLES[section]}: {SAVED_NOTE}"
+        if change
+        else f"{SECTION_TITLES[section]}: {UNCHANGED_NOTE}"
+    )
+    messages.success(request, note)
+    return SAVED_NOTE if change else UNCHANGED_NOTE
 
 
 @login_required
@@ -150,6 +170,41 @@ def test_connection(request: HtmxHttpRequest, name: str) -> HttpResponse:
             request, "directory_sync/directory_tab.html#connection-check", {"domain": domain, "check": check}
         )
     messages.info(request, "Test connection queued; this page shows the result when it is done.")
+    return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + "#connection-check")
+
+
+@login_required
+@require_POST
+def test_unsaved_settings(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Test connection with what one section's form holds, without saving it (a bad value: the section comes
+    back with its errors, as a save would)."""
+    domain = get_object_or_404(Domain, name=name)
+    require_any(request, "directory_sync.change_directorysettings")
+    require_any(request, "directory_sync.test_connection")
+    section = request.POST.get("section", "")
+    if section not in SECTIONS:
+        return HttpResponse("Unknown section.", status=400)
+    form = SECTIONS[section](request.POST, instance=settings_for(domain))
+    if not form.is_valid():
+        context = tab_context(request, domain, **{section: form})
+        if request.htmx:
+            response = render(request, f"directory_sync/directory_tab.html#section-{section}", context)
+            return reswap(retarget(response, f"#section-{section}"), "outerHTML")
+        return render(request, "directory_sync/directory_tab.html", context)
+    unsaved = unsaved_settings_values(
+        {field: form.cleaned_data[field] for field in form.Meta.fields},
+        domain=domain,
+        new_password=form.cleaned_data.get("password") if isinstance(form, ServerForm) else None,
+        clear_password=bool(form.cleaned_data.get("clear_password"))
+        if isinstance(form, ServerForm)
+        else False,
+    )
+    check = queue_connection_check(domain=domain, requested_by=request.user.get_username(), unsaved=unsaved)
+    if request.htmx:
+        return render(
+            request, "directory_sync/directory_tab.html#connection-check", {"domain": domain, "check": check}
+        )
+    messages.info(request, "Testing the unsaved settings; this page shows the result when it is done.")
     return redirect(reverse("directory_sync:directory_tab", args=[domain.name]) + "#connection-check")
 
 

@@ -179,6 +179,25 @@ def test_foreign_domains_are_skipped_and_host_domain_rewrites(domain: Domain, di
     assert sorted(Account.objects.values_list("username", flat=True)) == ["erin", "frank", "gina"]
 
 
+def test_vcard_email_domains_are_rewritten_unless_disabled(domain: Domain, directory: Directory) -> None:
+    """DISABLEVCARDDOMAINRENAME: the vCard e-mail follows the account address here, unless it is set."""
+    directory.add_person("erin", mail="erin@partner.example.net")
+    directory.add_person("olga", mail="olga@example.com")
+    configure(domain, directory, host_domain_active=True, host_domain="EXAMPLE;partner.example.net")
+    sync(domain)
+    assert account("erin").vcard["EMAIL;TYPE=INTERNET"] == "erin@example.com"
+    assert account("olga").vcard["EMAIL;TYPE=INTERNET"] == "olga@example.com"
+
+    configure(
+        domain, directory, host_domain_active=True, host_domain="EXAMPLE;partner.example.net",
+        disable_vcard_domain_rename=True,
+    )  # fmt: skip
+    run = sync(domain)
+    assert account("erin").vcard["EMAIL;TYPE=INTERNET"] == "erin@partner.example.net"
+    assert aliases("erin") == ["erin@example.com"]  # the account's own address is rewritten all the same
+    assert counts(run)["updated"] == 1
+
+
 def test_aliases_follow_the_directory_and_manual_ones_stay(domain: Domain, directory: Directory) -> None:
     dn = directory.add_person("henry", mail=["henry@example.com", "h@example.com", "sales@example.com"])
     configure(domain, directory)
@@ -566,3 +585,21 @@ def test_logging_follows_the_log_type(
     if summary:
         assert "created 1" in finished[0]
     assert any("create account logged@example.com" in line for line in lines) is debug
+
+
+def test_entries_without_a_change_stamp_are_compared_and_named_unless_expected(
+    domain: Domain, directory: Directory
+) -> None:
+    """ALLOWMISSINGWHENCHANGEDSOURCE does what its label says: such entries are synced either way, and only
+    the warning naming them goes away."""
+    dn = directory.add_person("stampless")
+    configure(domain, directory, change_stamp_attribute="employeeNumber")
+    run = sync(domain)
+    assert counts(run)["created"] == 1
+    assert any("have no employeeNumber" in warning and dn in warning for warning in run.warnings)
+
+    configure(domain, directory, change_stamp_attribute="employeeNumber", allow_missing_change_stamp=True)
+    directory.modify(dn, cn="Renamed Person", displayName="Renamed Person")
+    run = sync(domain)
+    assert counts(run)["updated"] == 1 and account("stampless").full_name == "Renamed Person"
+    assert not any("employeeNumber" in warning for warning in run.warnings)

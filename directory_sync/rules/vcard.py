@@ -34,6 +34,7 @@ __all__ = [
     "default_vcard_map",
     "parse_vcard_map",
     "render_vcard",
+    "rewrite_email_domains",
 ]
 
 DEFAULT_VCARD_MAP = "\n".join(
@@ -335,3 +336,22 @@ def render_vcard(
             continue
         rendered[line.item] = text
     return rendered
+
+
+def rewrite_email_domains(
+    vcard: dict[str, str], *, domain: str, rewritten: frozenset[str], any_domain: bool = False
+) -> dict[str, str]:
+    """The vCard with the e-mail addresses of its EMAIL items moved to this domain when their domain is one
+    whose addresses the sync rewrites here (the directory domain differs; DISABLEVCARDDOMAINRENAME off), as
+    the account's own addresses are."""
+    if not rewritten and not any_domain:
+        return vcard
+    changed = dict(vcard)
+    for item, value in vcard.items():
+        if not item.upper().startswith("EMAIL"):
+            continue
+        local, at, mail_domain = value.strip().rpartition("@")
+        mail_domain = mail_domain.lower()
+        if at and local and mail_domain != domain and (any_domain or mail_domain in rewritten):
+            changed[item] = f"{local}@{domain}"
+    return changed

@@ -60,7 +60,10 @@ def execute_run(*, run_id: int) -> SyncRun:
             errors=["The run stopped on an internal error; see the worker log."],
         )
     else:
-        finish(run, status=JobStatus.SUCCEEDED, phase="", errors=[], **outcome)
+        # Errors of a run that reached its end: a search failed or was cut short, so the directory was not
+        # read in full (what was read is applied; nothing is removed on the strength of it).
+        status = JobStatus.PARTIAL if outcome["errors"] else JobStatus.SUCCEEDED
+        finish(run, status=status, phase="", **outcome)
     _log_summary(run, time.monotonic() - started)
     return run
 
@@ -104,8 +107,19 @@ def _log_summary(run: SyncRun, seconds: float) -> None:
         )
 
 
+def withheld_summary(run: SyncRun) -> str:
+    """The withheld removals in one line ("" when none): their number and, once, why."""
+    if not run.removals_withheld:
+        return ""
+    return f"{run.removals_withheld} removals withheld: {run.withheld_reason or 'the guard withheld them.'}"
+
+
 def run_summary(run: SyncRun) -> dict[str, Any]:
-    """The run as the stable JSON of `manage.py directory_sync --json`."""
+    """The run as the stable JSON of `manage.py directory_sync --json`.
+
+    status: succeeded, partial (completed with errors: see errors), failed, or skipped. Withheld removals
+    are the last of the warnings, with their reason.
+    """
     names = ("created", "updated", "renamed", "removed", "unchanged", "skipped")
 
     def counters(kind: str) -> dict[str, int]:
@@ -119,7 +133,7 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
         "groups": counters("groups"),
         "conflicts": run.conflicts,
         "removals_withheld": run.removals_withheld,
-        "warnings": list(run.warnings),
+        "warnings": [*run.warnings, *filter(None, [withheld_summary(run)])],
         "errors": list(run.errors),
         "duration_s": round(run.duration_s or 0.0, 3),
         "full_scan": run.full_scan,

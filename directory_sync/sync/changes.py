@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -12,6 +13,33 @@ COUNTERS = {"created": CREATE, "updated": UPDATE, "renamed": RENAME, "removed": 
 MemberRef = tuple[str, str]  # ("account" | "group" | "remote", key or address)
 # Keys of the groups made for organizational units (the hierarchical address book) start with this.
 OU_KEY_PREFIX = "ou:"
+# The objects a warning names that the run keeps (a first run may leave out 100,000 members).
+OBJECTS_KEPT = 5000
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A warning or error of a run: what happened, and the objects it is about (DNs or addresses).
+
+    objects: the first OBJECTS_KEPT of them; total: how many there are. action: the events of the run that
+    list them, when they are events (skipped entries, say).
+    """
+
+    summary: str
+    objects: tuple[str, ...] = ()
+    action: str = ""
+    total: int = 0
+
+    @classmethod
+    def naming(cls, summary: str, objects: Sequence[str], *, action: str = "") -> Finding:
+        """A finding about these objects, of which the first OBJECTS_KEPT are kept."""
+        return cls(summary, tuple(objects[:OBJECTS_KEPT]), action=action, total=len(objects))
+
+    def __str__(self) -> str:
+        """The finding in one line, its first few objects named (what logs, the CSV and --json show)."""
+        if not self.objects:
+            return self.summary
+        return f"{self.summary}: {listed(self.objects, total=self.total)}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +62,8 @@ ChangeT = TypeVar("ChangeT", bound=Change)
 class ChangeSet(Generic[ChangeT]):
     changes: list[ChangeT] = field(default_factory=list)
     unchanged: int = 0
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    errors: list[Finding] = field(default_factory=list)  # what the run could not read in full
 
     def of(self, action: str) -> list[ChangeT]:
         return [change for change in self.changes if change.action == action]
@@ -49,7 +78,9 @@ class ChangeSet(Generic[ChangeT]):
         return {**totals, "unchanged": self.unchanged}
 
 
-def listed(items: list[str], *, shown: int = 5) -> str:
-    """The first few items of a list for a warning, and how many more there are."""
+def listed(items: Sequence[str], *, shown: int = 5, total: int = 0) -> str:
+    """The first few items of a list for a warning, and how many more there are (of total, when more than the
+    items given)."""
     head = "; ".join(items[:shown])
-    return head + (f"; and {len(items) - shown} more" if len(items) > shown else "")
+    more = max(total, len(items)) - shown
+    return head + (f"; and {more} more" if more > 0 else "")

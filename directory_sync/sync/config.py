@@ -71,6 +71,9 @@ class SyncConfig:
     create_ou_groups: bool = False
     ou_groups_root: str = ""
     ou_groups_root_name: str = ""
+    # DISABLEVCARDDOMAINRENAME: vCard e-mail addresses keep the directory's domain (else they are moved here
+    # as the account's own addresses are).
+    keep_vcard_email_domains: bool = False
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -124,6 +127,7 @@ class SyncConfig:
             "full_name": self.full_name_from_given_and_sn,
             "vcard": None if self.vcard_map is None else self.vcard_map_text,
             "vcard_wins": self.directory_vcard_wins,
+            "vcard_domains": self.keep_vcard_email_domains,
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
@@ -160,6 +164,7 @@ def build_config(settings: DirectorySettings) -> SyncConfig:
         vcard_map=vcard_map,
         vcard_map_text=vcard_map_text,
         directory_vcard_wins=settings.directory_vcard_wins,
+        keep_vcard_email_domains=settings.disable_vcard_domain_rename,
         delete_all_data=settings.delete_all_data,
         page_size=min(max(settings.page_size, 1), 1000),
         max_delete=system_variable_value(name="C_System_ADSyncMaxDeleteThreshold"),

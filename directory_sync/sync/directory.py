@@ -59,9 +59,11 @@ class DirectorySnapshot:
     duplicates: int = 0  # entries matched by both the group and the mailing-list filter
     without_guid: int = 0
     missing_stamp: int = 0
+    missing_stamp_dns: list[str] = field(default_factory=list)  # the first of them
     entries_read: int = 0
     tracking: str = ""  # how the changes were learned, for the run record
     warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # follow-up reads that failed: the read is incomplete
     next_cursor: dict[str, Any] | None = None  # what the next run continues from, once this one is applied
 
     def says_nothing_changed(self) -> bool:
@@ -267,6 +269,7 @@ def _incremental(
 def _take_triage(snapshot: DirectorySnapshot, triage: Triage) -> None:
     snapshot.people, snapshot.skipped, snapshot.unchanged = triage.people, triage.skipped, triage.unchanged
     snapshot.without_guid, snapshot.missing_stamp = triage.without_guid, triage.missing_stamp
+    snapshot.missing_stamp_dns = triage.missing_stamp_dns
 
 
 def _id_filters(config: SyncConfig, keys: list[str]) -> Iterable[str]:
@@ -290,7 +293,7 @@ def _read_by_id(session: BulkSession, config: SyncConfig, keys: list[str], sinks
                 sinks.person(entry, again=True)
         except DirectoryError as error:
             partial(error, read=0, incremental=True)  # a lost connection fails the run
-            sinks.snapshot.warnings.append(
+            sinks.snapshot.errors.append(
                 f"Accounts changed here could not be read again ({error.message}): they are put back at the "
                 "next run."
             )
@@ -324,10 +327,9 @@ def _group_search(session: BulkSession, config: SyncConfig, restriction: str, si
                 sinks.group(entry, kind, again=True)
         except DirectoryError as error:
             partial(error, read=0, incremental=True)  # a lost connection fails the run
-            sinks.snapshot.warnings.append(
+            sinks.snapshot.errors.append(
                 f"Some groups whose members changed could not be read ({error.message}): they are compared "
-                "at "
-                "the next full read."
+                "at the next full read."
             )
 
 

@@ -27,11 +27,12 @@ from directory_sync.sync.changes import (
     OU_KEY_PREFIX,
     REMOVE,
     RENAME,
+    SKIP,
     UPDATE,
     Change,
     ChangeSet,
+    Finding,
     MemberRef,
-    listed,
 )
 from directory_sync.sync.config import SyncConfig
 from directory_sync.sync.people import PersonRef, SkippedEntry, TextValues, entry_key
@@ -252,24 +253,31 @@ class MemberResolver:
             if dn not in self.people_by_dn and dn in self.groups_by_dn and self.groups_by_dn[dn] != group.key
         ]
 
-    def warnings(self, domain_name: str) -> list[str]:
+    def warnings(self, domain_name: str) -> list[Finding]:
         found = []
         if self.left_out:
             found.append(
-                f"{len(self.left_out)} group members are not synced accounts of {domain_name}: left out "
-                "(groups keep such members only when GROUPSUPPORTREMOTEMEMBERS is on): "
-                f"{listed(sorted(self.left_out))}."
+                Finding.naming(
+                    f"{len(self.left_out)} group members are not synced accounts of {domain_name}: left out "
+                    "(groups keep such members only when GROUPSUPPORTREMOTEMEMBERS is on)",
+                    sorted(self.left_out),
+                )
             )
         if self.skipped:
             found.append(
-                f"{len(self.skipped)} group members are entries this run skipped (see why), left out: "
-                f"{listed(sorted(self.skipped))}."
+                Finding.naming(
+                    f"{len(self.skipped)} group members are entries this run skipped (see why), left out",
+                    sorted(self.skipped),
+                    action=SKIP,
+                )
             )
         if self.unresolved:
             found.append(
-                f"{len(self.unresolved)} group members point at entries that are not synced (outside the DN "
-                "or "
-                f"the user filter, or gone) and were left out: {listed(sorted(self.unresolved))}."
+                Finding.naming(
+                    f"{len(self.unresolved)} group members point at entries that are not synced (outside the "
+                    "DN or the user filter, or gone) and were left out",
+                    sorted(self.unresolved),
+                )
             )
         return found
 
@@ -309,6 +317,7 @@ def plan_groups(
     taken = set(taken_by_accounts)
     edges = _nesting_without_cycles(ordered, resolver, local, scope, plan)
     adopted = _adopt(ordered, local) if local.identity_changed else {}
+    cut_short: list[str] = []
 
     for group in ordered:
         existing = local.groups.get(group.key) or adopted.get(group.key)
@@ -347,10 +356,7 @@ def plan_groups(
             if ref not in wanted and source == Provenance.DIRECTORY and group.members_complete
         }
         if not group.members_complete:
-            plan.warnings.append(
-                f"The member list of {group.dn} came back cut short by the server: members were only added, "
-                "none taken away."
-            )
+            cut_short.append(group.dn)
         fields = _group_fields(existing, group, label)
         if existing is not None and existing.key != group.key:
             fields["directory_id"] = (existing.key, group.key)
@@ -397,6 +403,14 @@ def plan_groups(
         looked_at = {group.key for group in groups if group.key in local.groups}
         looked_at |= {change.key for change in plan.changes if change.action == REMOVE}
         plan.unchanged += max(0, local.groups_total - len(looked_at))
+    if cut_short:
+        plan.errors.append(
+            Finding.naming(
+                f"The member lists of {len(cut_short)} groups came back cut short by the server: members "
+                "were only added, none taken away",
+                cut_short,
+            )
+        )
     plan.warnings += resolver.warnings(config.domain_name)
     return plan
 
@@ -471,6 +485,7 @@ def _nesting_without_cycles(
         if parent not in compared and not (scope.complete and not parent.startswith(OU_KEY_PREFIX))
     }
     kept: dict[str, set[str]] = {group.key: set() for group in groups}
+    loops: list[str] = []
 
     def reaches(start: str, target: str) -> bool:
         seen, stack = set(), [start]
@@ -486,10 +501,16 @@ def _nesting_without_cycles(
     for group in groups:
         for child in sorted(set(resolver.nested(group))):
             if reaches(child, group.key):
-                plan.warnings.append(f"{group.dn} and {child} contain each other; that nesting was left out.")
+                loops.append(f"{group.dn} and {child}")
                 continue
             reachable.setdefault(group.key, set()).add(child)
             kept[group.key].add(child)
+    if loops:
+        plan.warnings.append(
+            Finding.naming(
+                f"{len(loops)} pairs of groups contain each other: those nestings were left out", loops
+            )
+        )
     return kept
 
 

@@ -61,11 +61,12 @@ def guard(
     if not removals:
         return GuardDecision(allow_removals=True)
     if not search.absence_means_gone:
-        reason = f"The directory referred part of the search elsewhere ({search.problem})."
+        reason = "The directory referred part of the search to another server, which was not read."
     elif not search.complete and not config.ignore_search_error:
+        # Why the search stopped is among the run's errors: said once, there.
         reason = (
-            f"The directory search failed part-way ({search.problem}); nothing is removed after an "
-            "incomplete search (C_System_ADSyncIgnoreSearchError is 0)."
+            "The directory search failed part-way: nothing is removed after an incomplete search "
+            "(C_System_ADSyncIgnoreSearchError is 0)."
         )
     elif search.entries_matched == 0 and linked and not search.incremental:
         reason = (

@@ -14,7 +14,8 @@ from directory_sync.ldap.entries import Entry
 from directory_sync.rules.addresses import candidate_addresses, qualifying_local_parts
 from directory_sync.rules.names import auth_value, directory_login, full_name, local_username
 from directory_sync.rules.stamps import may_have_changed_since
-from directory_sync.rules.vcard import render_vcard
+from directory_sync.rules.vcard import render_vcard, rewrite_email_domains
+from directory_sync.sync.changes import OBJECTS_KEPT
 from directory_sync.sync.config import SyncConfig
 from icewarp_admin.mailserver.validators import normalize_username
 
@@ -206,10 +207,22 @@ def map_entry(entry: Entry, config: SyncConfig, *, key: str | None = None) -> Di
         enabled=None
         if not config.profile.has_disabled_flag
         else not config.profile.is_account_disabled(entry.attributes),
-        vcard=render_vcard(config.vcard_map, values.values, lower_case=True) if config.vcard_map else None,
+        vcard=_vcard(config, values),
         uid=values.first("uid") or values.first("sAMAccountName"),
         cleaned=values.cleaned,
         truncated=("full name",) if len(name) > FULL_NAME_LENGTH else (),
+    )
+
+
+def _vcard(config: SyncConfig, values: TextValues) -> dict[str, str] | None:
+    if config.vcard_map is None:
+        return None
+    vcard = render_vcard(config.vcard_map, values.values, lower_case=True)
+    if config.keep_vcard_email_domains:
+        return vcard
+    accepted = config.accepted
+    return rewrite_email_domains(
+        vcard, domain=accepted.domain, rewritten=accepted.rewritten, any_domain=accepted.any_domain
     )
 
 
@@ -251,6 +264,7 @@ class Triage:
     unchanged: list[SeenPerson] = field(default_factory=list)
     without_guid: int = 0
     missing_stamp: int = 0
+    missing_stamp_dns: list[str] = field(default_factory=list)  # the first OBJECTS_KEPT of them
     read: int = 0
 
     def add(self, entry: Entry, *, compare: bool = False, key: str | None = None) -> None:
@@ -259,7 +273,10 @@ class Triage:
         guid = key if key is not None else entry_key(entry, self.config)
         raw_stamp = entry.first(self.config.change_stamp_attribute)
         stamp = raw_stamp.strip() if isinstance(raw_stamp, str) else ""
-        self.missing_stamp += not stamp
+        if not stamp:
+            self.missing_stamp += 1
+            if len(self.missing_stamp_dns) < OBJECTS_KEPT:
+                self.missing_stamp_dns.append(entry.dn)
         if (
             not (compare or self.compare_all)
             and guid is not None

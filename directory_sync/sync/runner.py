@@ -24,7 +24,7 @@ from directory_sync.ldap.filters import FilterError
 from directory_sync.models import DirectorySettings, SyncEvent, SyncRun, SyncState
 from directory_sync.rules.vcard import VCardMapError
 from directory_sync.sync.apply import Applied, apply_plan
-from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, UPDATE, listed
+from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, UPDATE, ChangeSet, Finding
 from directory_sync.sync.config import SyncConfig, build_config
 from directory_sync.sync.directory import DirectorySnapshot, ReadContext, read_directory
 from directory_sync.sync.groups import (
@@ -50,6 +50,7 @@ from icewarp_admin.mailserver.models import Account, Group
 
 PHASES = ("read", "load", "plan", "guard", "apply", "record")
 FULL_READ_EVERY_HOURS = 24
+CHANGING = (CREATE, UPDATE, RENAME)
 
 
 class RunRefused(Exception):
@@ -117,7 +118,9 @@ def synchronize(run: SyncRun, *, settings: DirectorySettings, progress: Progress
     if group_plan is not None:
         with clock("guard"):
             group_decision = _guard_groups(group_plan, directory, local, config, approved)
-    planned = len(plan.changes) + (len(group_plan.changes) if group_plan else 0)
+    planned = _changes(plan, decision) + (
+        _changes(group_plan, group_decision) if group_plan and group_decision else 0
+    )
     progress(actions_planned=planned)
 
     applied: Applied | None = None
@@ -131,6 +134,7 @@ def synchronize(run: SyncRun, *, settings: DirectorySettings, progress: Progress
             )  # fmt: skip
     with clock("record"):
         outcome = _record(run, config, directory, plan, decision, group_plan, group_decision, applied)
+    outcome["actions_applied"] = 0 if applied is None else planned
     if applied is not None:
         with clock("apply"):
             folder_error = applied.wait_for_folders()
@@ -259,11 +263,17 @@ def _plan_groups(
     )
     if directory.duplicates:
         group_plan.warnings.append(
-            f"{directory.duplicates} entries match both the group and the mailing-list filter."
+            Finding(f"{directory.duplicates} entries match both the group and the mailing-list filter.")
         )
-    if not directory.group_search.complete:
-        group_plan.warnings.append(f"The group search did not finish: {directory.group_search.problem}")
     return group_plan
+
+
+def _changes(changes: ChangeSet[Any], decision: GuardDecision) -> int:
+    """What a plan changes: creations, updates, renames and the removals the guard allows (not skips)."""
+    return sum(
+        change.action in CHANGING or (change.action == REMOVE and decision.allows(change.key))
+        for change in changes.changes
+    )
 
 
 def _guard_groups(
@@ -330,6 +340,7 @@ def _record(
     counts["removed"] = sum(decision.allows(change.key) for change in plan.of(REMOVE))
     all_counts = {"accounts": counts}
     conflicts, withheld, reasons = len(plan.of(CONFLICT)), decision.withheld, [decision.reason]
+    errors = _errors(directory, plan, group_plan)
     if group_plan is not None and group_decision is not None:
         known = {
             person.key: f"{person.local_parts[0]}@{config.domain_name}" for person in directory.people
@@ -344,61 +355,100 @@ def _record(
         conflicts += len(group_plan.of(CONFLICT))
         withheld += group_decision.withheld
         reasons.append(group_decision.reason)
+    warnings = _warnings(config, directory, plan, group_plan)
     return {
         "counts": all_counts,
         "conflicts": conflicts,
         "removals_withheld": withheld,
-        "withheld_reason": " ".join(reason for reason in reasons if reason),
+        # The same reason for accounts and groups (an incomplete search, say) is said once.
+        "withheld_reason": " ".join(dict.fromkeys(reason for reason in reasons if reason)),
         "full_scan": directory.full,
         "tracking": directory.tracking,
-        "warnings": _warnings(config, directory, plan, decision, group_plan, group_decision),
+        "warnings": [str(warning) for warning in warnings],
+        "warning_objects": {
+            str(index): {
+                "summary": warning.summary,
+                "objects": list(warning.objects),
+                "total": max(warning.total, len(warning.objects)),
+                "action": warning.action,
+            }
+            for index, warning in enumerate(warnings)
+            if warning.objects
+        },
+        "errors": errors,
         "entries_total": directory.entries_read,
-        "actions_applied": applied.writes if applied else 0,
     }
 
 
+def _errors(directory: DirectorySnapshot, plan: Plan, group_plan: GroupPlan | None) -> list[str]:
+    """What the run could not read: searches that failed or were cut short, follow-up reads that failed.
+
+    A referral is not among them (the server answered in full for what it holds): it is a warning.
+    """
+    failed = {
+        kind: search.problem
+        for kind, search in (("user", directory.people_search), ("group", directory.group_search))
+        if not search.complete and search.absence_means_gone
+    }
+    errors = []
+    if len(failed) == 2 and failed["user"] == failed["group"]:
+        errors.append(f"The user and group searches did not finish: {failed['user']}")
+    else:
+        errors += [f"The {kind} search did not finish: {problem}" for kind, problem in failed.items()]
+    errors += directory.errors
+    errors += [str(error) for error in plan.errors]
+    if group_plan is not None:
+        errors += [str(error) for error in group_plan.errors]
+    return errors
+
+
 def _warnings(
-    config: SyncConfig,
-    directory: DirectorySnapshot,
-    plan: Plan,
-    decision: GuardDecision,
-    group_plan: GroupPlan | None,
-    group_decision: GuardDecision | None,
-) -> list[str]:
-    warnings = list(config.warnings)
+    config: SyncConfig, directory: DirectorySnapshot, plan: Plan, group_plan: GroupPlan | None
+) -> list[Finding]:
+    """What people should know of the run, each with the objects it names. Withheld removals are not
+    among them: the run keeps their number and reason in fields of their own."""
+    warnings = [Finding(warning) for warning in config.warnings]
     if not config.sync_accounts:
-        warnings.append("Synchronizing users is switched off for this domain; accounts were not compared.")
-    if not directory.people_search.complete:
-        warnings.append(f"The search did not finish: {directory.people_search.problem}")
+        warnings.append(
+            Finding("Synchronizing users is switched off for this domain; accounts were not compared.")
+        )
+    for kind, search in (("user", directory.people_search), ("group", directory.group_search)):
+        if not search.complete and not search.absence_means_gone:
+            warnings.append(Finding(f"The {kind} search did not read everything: {search.problem}"))
     if directory.without_guid:
         warnings.append(
-            f"{directory.without_guid} entries have no readable {config.guid_attribute}: their e-mail "
-            "address is their key and every entry is reprocessed on every run."
+            Finding.naming(
+                f"{directory.without_guid} entries have no readable {config.guid_attribute}: their e-mail "
+                "address is their key and every entry is reprocessed on every run",
+                [person.dn for person in directory.people if person.guid is None],
+            )
         )
     if directory.missing_stamp and not config.allow_missing_change_stamp:
         warnings.append(
-            f"{directory.missing_stamp} entries have no {config.change_stamp_attribute}: they are compared "
-            "in full on every run."
+            Finding(
+                f"{directory.missing_stamp} entries have no {config.change_stamp_attribute}: they are "
+                "compared in full on every run",
+                tuple(directory.missing_stamp_dns),
+                total=directory.missing_stamp,
+            )
         )
-    warnings += directory.warnings
+    warnings += [Finding(warning) for warning in directory.warnings]
     cleaned = [f"{person.dn} ({', '.join(person.cleaned)})" for person in directory.people if person.cleaned]
     if cleaned:
         warnings.append(
-            f"{len(cleaned)} entries hold control characters (a NUL, say), removed from what was stored: "
-            f"{listed(cleaned)}."
+            Finding.naming(
+                f"{len(cleaned)} entries hold control characters (a NUL, say), removed from what was stored",
+                cleaned,
+            )
         )
     truncated = [person.dn for person in directory.people if person.truncated]
     if truncated:
         warnings.append(
-            f"{len(truncated)} entries have a name longer than 255 characters, cut: {listed(truncated)}."
+            Finding.naming(f"{len(truncated)} entries have a name longer than 255 characters, cut", truncated)
         )
     warnings += plan.warnings
-    if decision.withheld:
-        warnings.append(f"{decision.withheld} account removals withheld: {decision.reason}")
     if group_plan is not None:
         warnings += group_plan.warnings
-        if group_decision is not None and group_decision.withheld:
-            warnings.append(f"{group_decision.withheld} group removals withheld: {group_decision.reason}")
     return warnings
 
 

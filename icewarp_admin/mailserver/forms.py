@@ -9,26 +9,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from icewarp_admin.mailserver.models import Account, Domain, Group, Service, UserTemplate
+from icewarp_admin.mailserver.personal_data import VCARD_ITEMS
 from icewarp_admin.mailserver.system_variables import VariableSpec
 from icewarp_admin.mailserver.validators import (
     normalize_domain_name,
     normalize_local_part,
     normalize_username,
     split_address,
-)
-
-# The personal-data items the account page offers; items a directory map fills beyond these are shown too.
-VCARD_ITEMS: tuple[tuple[str, str], ...] = (
-    ("FN", "Display name"),
-    ("N", "Name (family;given)"),
-    ("TITLE", "Job title"),
-    ("ORG", "Organization (company;department)"),
-    ("TEL;TYPE=PREF,WORK,VOICE", "Work phone"),
-    ("TEL;TYPE=CELL", "Mobile"),
-    ("EMAIL;TYPE=INTERNET", "E-mail"),
-    ("ADR;TYPE=WORK", "Work address"),
-    ("URL", "Web page"),
-    ("NOTE", "Note"),
 )
 
 
@@ -120,9 +107,12 @@ class AliasForm(forms.Form):
     )
     primary = forms.BooleanField(required=False, label="Make it the primary address")
 
-    def __init__(self, *args: Any, domain: Domain, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, domain: Domain, primary_allowed: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.domain = domain
+        if not primary_allowed:
+            # The directory orders a synced account's addresses: an added alias comes after them.
+            del self.fields["primary"]
 
     def clean_alias(self) -> str:
         value = self.cleaned_data["alias"]
@@ -168,6 +158,28 @@ class GroupForm(forms.Form):
     name = forms.CharField(max_length=255)
     kind = forms.ChoiceField(choices=Group.Kind.choices)
     description = forms.CharField(max_length=255, required=False)
+
+    def __init__(self, *args: Any, directory_owned: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.directory_owned = directory_owned
+        for name in directory_owned:
+            # Disabled fields keep their initial value whatever is posted: the directory owns them.
+            self.fields[name].disabled = True
+            self.fields[name].help_text = "From the directory: change it there."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in sorted(self.directory_owned):
+            # A browser does not post a disabled field; a different value is a change the next sync would
+            # undo, so it is refused instead of silently dropped.
+            posted = self.data.get(name)
+            if posted is not None and str(posted).strip() != str(self.initial.get(name, "")).strip():
+                self.add_error(
+                    name,
+                    f"The {self.fields[name].label or name} comes from the directory: change it there. "
+                    "Nothing was changed.",
+                )
+        return data
 
 
 class MemberForm(forms.Form):

@@ -6,10 +6,19 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Case, Count, Prefetch, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
 
-from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, SystemVariable
+from directory_sync.sync.changes import OU_KEY_PREFIX
+from icewarp_admin.mailserver.models import (
+    Account,
+    Address,
+    Domain,
+    Group,
+    GroupMember,
+    Provenance,
+    SystemVariable,
+)
 from icewarp_admin.mailserver.system_variables import SYSTEM_VARIABLES, VariableSpec, find_variable
 from icewarp_admin.mailserver.validators import normalize_domain_name
 
@@ -147,11 +156,11 @@ def account_detail(*, domain: Domain, username: str) -> Account:
 
 
 def group_list(*, domain: Domain) -> QuerySet[Group]:
-    """A domain's groups with their member counts."""
+    """A domain's groups with their member counts and origin (see group_origin)."""
     return (
         Group.objects.filter(domain=domain)
         .select_related("address__domain")
-        .annotate(member_count=Count("memberships"))
+        .annotate(member_count=Count("memberships"), origin=_group_origin_expression())
         .order_by("address__local_part")
     )
 
@@ -177,6 +186,63 @@ def group_detail(*, domain: Domain, alias: str) -> Group:
         )
         .get(domain=domain, address__local_part=alias)
     )
+
+
+# Where a group comes from, as the group list and page show it: two groups may both be called "Support".
+GROUP_ORIGIN_OU, GROUP_ORIGIN_DIRECTORY, GROUP_ORIGIN_MANUAL = "ou", "directory", "manual"
+
+
+def _group_origin_expression() -> Case:
+    return Case(
+        When(directory_guid__startswith=OU_KEY_PREFIX, then=Value(GROUP_ORIGIN_OU)),
+        When(directory_guid__isnull=False, then=Value(GROUP_ORIGIN_DIRECTORY)),
+        default=Value(GROUP_ORIGIN_MANUAL),
+    )
+
+
+def is_ou_group(group: Group) -> bool:
+    """Whether the sync made this group for an organizational unit (the hierarchical address book)."""
+    return group.directory_guid is not None and group.directory_guid.startswith(OU_KEY_PREFIX)
+
+
+def group_origin(group: Group) -> str:
+    """ "ou" (an organizational unit's address-book group), "directory" (a directory group) or "manual"."""
+    if is_ou_group(group):
+        return GROUP_ORIGIN_OU
+    return GROUP_ORIGIN_DIRECTORY if group.is_directory_linked else GROUP_ORIGIN_MANUAL
+
+
+# Fields of a synced group that the directory owns. The planner compares alias, name and kind
+# (directory_sync.sync.groups._group_fields) and the apply writes them back: the name is the entry's cn (an OU
+# group's, the unit's name) and the kind is which search found the entry (group filter or mailing-list
+# filter). The description is never read nor written by the sync, so it stays editable here. The alias is no
+# form field (it is the group's address).
+GROUP_DIRECTORY_OWNED_FIELDS = ("name", "kind")
+
+
+def group_directory_owned_fields(group: Group) -> frozenset[str]:
+    """What of this group the directory owns: nothing for a local-only group."""
+    return frozenset(GROUP_DIRECTORY_OWNED_FIELDS) if group.is_directory_linked else frozenset()
+
+
+def member_from_directory(membership: GroupMember, group: Group) -> bool:
+    """Whether the directory gave this member to the synced group (the next run would put it back)."""
+    return group.is_directory_linked and membership.source == Provenance.DIRECTORY
+
+
+def group_synced_while_active(group: Group) -> bool:
+    """Whether the group is linked to a directory its domain synchronizes now (the directory removes it)."""
+    if not group.is_directory_linked:
+        return False
+    try:
+        return bool(group.domain.directory_settings.active)
+    except ObjectDoesNotExist:
+        return False
+
+
+def address_from_directory(address: Address, account: Account) -> bool:
+    """Whether the directory gave this address to the synced account (the next run would put it back)."""
+    return account.is_directory_linked and address.source == Provenance.DIRECTORY
 
 
 def domain_export(*, domain: Domain) -> dict[str, Any]:

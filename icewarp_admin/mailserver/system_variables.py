@@ -18,6 +18,14 @@ class VariableSpec:
     maximum: int = 2**31 - 1
     choices: tuple[tuple[int, str], ...] = ()
 
+    def display(self, value: int) -> str:
+        """The value as people read it: Yes/No for a switch, a choice's label, the number otherwise."""
+        if self.kind == "bool":
+            return "Yes" if value else "No"
+        if self.kind == "choice":
+            return dict(self.choices).get(value, str(value))
+        return str(value)
+
     def parse(self, raw: str | int | bool) -> int:
         """Turn a typed-in value into the stored integer, or raise ValidationError saying what is allowed."""
         text = str(int(raw) if isinstance(raw, bool) else raw).strip()

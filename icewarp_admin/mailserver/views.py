@@ -39,6 +39,7 @@ from icewarp_admin.mailserver.forms import (
     UserTemplateForm,
 )
 from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, UserTemplate
+from icewarp_admin.mailserver.personal_data import personal_data_items
 from icewarp_admin.mailserver.services import accounts as account_services
 from icewarp_admin.mailserver.services import domains as domain_services
 from icewarp_admin.mailserver.services import groups as group_services
@@ -211,12 +212,19 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
                 return redirect("mailserver:account_detail", name=domain.name, username=account.username)
             account = selectors.account_detail(domain=domain, username=account.username)
             forms = account_forms(account)
+    addresses = list(account.aliases.all())
     context: dict[str, Any] = {
         "domain": domain,
         "tab": "accounts",
         "account": account,
-        "addresses": list(account.aliases.all()),
+        "addresses": addresses,
+        "directory_address_ids": {
+            address.pk for address in addresses if selectors.address_from_directory(address, account)
+        },
+        "removed_by_directory": selectors.synced_while_active(account),
+        "primary_from_directory": selectors.synced_while_active(account),
         "memberships": list(account.group_memberships.all()),
+        "personal_items": personal_data_items(account.vcard or {}),
         "mailbox_folder": mailbox_absolute_path(account.mailbox_path) if account.mailbox_path else None,
         "mailbox_present": bool(account.mailbox_path) and mailbox_exists(account.mailbox_path),
         "sync_events": sync_selectors.object_events(account=account)
@@ -247,7 +255,9 @@ def account_forms(account: Account) -> dict[str, Form]:
             },
         ),
         "password_form": PasswordForm(),
-        "alias_form": AliasForm(domain=account.domain),
+        "alias_form": AliasForm(
+            domain=account.domain, primary_allowed=not selectors.synced_while_active(account)
+        ),
         "personal_form": PersonalDataForm(current=account.vcard),
     }
 
@@ -290,18 +300,32 @@ def handle_account_action(
         account_services.return_personal_data_to_directory(account=account)
         messages.success(request, "Personal data handed back to the directory; the next sync refreshes it.")
     elif action == "add_alias":
-        alias_form = forms["alias_form"] = AliasForm(post, domain=account.domain)
+        alias_form = forms["alias_form"] = AliasForm(
+            post, domain=account.domain, primary_allowed=not selectors.synced_while_active(account)
+        )
         if not alias_form.is_valid():
             return False
         with transaction.atomic():
             add_account_address(
                 account=account,
                 local_part=alias_form.cleaned_data["alias"],
-                primary=alias_form.cleaned_data["primary"],
+                primary=alias_form.cleaned_data.get("primary", False),
             )
         messages.success(request, "Alias added.")
     else:
         address = get_object_or_404(Address, pk=posted_id(post.get("address_id")), account=account)
+        if action == "remove_alias" and selectors.address_from_directory(address, account):
+            # remove_account_address would take it away, and the next run would put it back.
+            raise ValidationError(
+                f"{address.address} comes from the directory: remove it there and the sync removes it here. "
+                "Nothing was changed."
+            )
+        if action == "primary_alias" and selectors.synced_while_active(account):
+            # The directory orders a synced account's addresses: the next run would put its primary back.
+            raise ValidationError(
+                f"The primary address of {account} comes from the directory: change it there. Nothing was "
+                "changed."
+            )
         with transaction.atomic():
             if action == "remove_alias":
                 remove_account_address(address=address)
@@ -361,14 +385,20 @@ def group_detail(request: HtmxHttpRequest, name: str, alias: str) -> HttpRespons
         group = selectors.group_detail(domain=domain, alias=alias)
     except Group.DoesNotExist:
         return render(request, "404.html", {"what": f"group {alias}@{name}"}, status=404)
-    group_form = GroupForm(initial={"name": group.name, "kind": group.kind, "description": group.description})
+    directory_owned = selectors.group_directory_owned_fields(group)
+    group_form = GroupForm(
+        initial={"name": group.name, "kind": group.kind, "description": group.description},
+        directory_owned=directory_owned,
+    )
     member_form = MemberForm()
     if request.method == "POST":
         require_permission(request, "mailserver.change_group")
         action = request.POST.get("action", "")
         try:
             if action == "update":
-                group_form = GroupForm(request.POST)
+                group_form = GroupForm(
+                    request.POST, initial=group_form.initial, directory_owned=directory_owned
+                )
                 if group_form.is_valid():
                     group_services.update_group(group=group, **group_form.cleaned_data)
                     messages.success(request, "Group saved.")
@@ -383,26 +413,58 @@ def group_detail(request: HtmxHttpRequest, name: str, alias: str) -> HttpRespons
                 membership = get_object_or_404(
                     GroupMember, pk=posted_id(request.POST.get("member_id")), group=group
                 )
+                if selectors.member_from_directory(membership, group):
+                    # remove_member would take it out, and the next run would put it back.
+                    raise ValidationError(
+                        f"{describe_member(membership)} is a member in the directory: take it out of the "
+                        "group there and the sync removes it here. Nothing was changed."
+                    )
                 group_services.remove_member(membership=membership)
                 messages.success(request, "Member removed.")
                 return redirect("mailserver:group_detail", name=domain.name, alias=group.alias)
             else:
                 return HttpResponse("Unknown action.", status=400)
         except ValidationError as error:
-            attach_errors(member_form if action == "add_member" else group_form, error)
+            if action == "remove_member":  # a button without a form: say it as a message
+                messages.error(request, " ".join(error.messages))
+            else:
+                attach_errors(group_form if action == "update" else member_form, error)
+    memberships = list(group.memberships.all())
+    parents = list(group.parent_memberships.all())
     context = {
         "domain": domain,
         "tab": "groups",
         "group": group,
+        "origin": selectors.group_origin(group),
         "group_form": group_form,
         "member_form": member_form,
-        "memberships": list(group.memberships.all()),
-        "parents": list(group.parent_memberships.all()),
+        "memberships": memberships,
+        "directory_member_ids": {
+            membership.pk for membership in memberships if selectors.member_from_directory(membership, group)
+        },
+        "ou_group_ids": {
+            nested.pk
+            for nested in [m.member_group for m in memberships] + [m.group for m in parents]
+            if nested is not None and selectors.is_ou_group(nested)
+        },
+        "parents": parents,
+        "removed_by_directory": group_services.removed_by_directory(group)
+        if selectors.group_synced_while_active(group)
+        else "",
         "sync_events": sync_selectors.object_events(group=group)
         if request.user.has_perm("directory_sync.view_syncevent")
         else [],
     }
     return render(request, "mailserver/group_detail.html", context)
+
+
+def describe_member(membership: GroupMember) -> str:
+    """A member as the group page names it."""
+    if membership.account is not None:
+        return membership.account.email
+    if membership.member_group is not None:
+        return membership.member_group.address.address
+    return membership.remote_address
 
 
 def add_member_by_address(*, group: Group, address: str) -> GroupMember:
@@ -425,7 +487,11 @@ def add_member_by_address(*, group: Group, address: str) -> GroupMember:
 def group_delete(request: HtmxHttpRequest, name: str, alias: str) -> HttpResponse:
     require_permission(request, "mailserver.delete_group")
     group = get_object_or_404(Group, domain__name=name, address__local_part=alias)
-    group_services.delete_group(group=group)
+    try:
+        group_services.delete_group(group=group)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("mailserver:group_detail", name=name, alias=alias)
     messages.success(request, f"Group {alias}@{name} deleted.")
     return redirect("mailserver:group_list", name=name)
 
@@ -486,5 +552,6 @@ def system_settings(request: HtmxHttpRequest) -> HttpResponse:
                     system_services.set_system_variable(name=name, value=value)
             messages.success(request, "Settings saved.")
             return redirect(reverse("mailserver:system_settings"))
-    context = {"form": form, "variables": variables, "section": "system"}
+    shown = [(spec, spec.display(value)) for spec, value in variables]
+    context = {"form": form, "variables": shown, "section": "system"}
     return render(request, "mailserver/system_settings.html", context)

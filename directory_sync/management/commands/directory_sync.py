@@ -1,6 +1,9 @@
 """Synchronize a domain in the foreground with the same code the Celery task runs.
 
-Exit codes: 0 the run succeeded, 1 it failed, 3 another run of the domain is queued or running (nothing ran).
+Exit codes: 0 the run succeeded, 1 it failed, 2 it completed with errors (status "partial": a search failed or
+was cut short, so the directory was not read in full; what was read was applied, nothing was removed on the
+strength of it), 3 another run of the domain is queued or running (nothing ran). On 1 and 2 the outcome is
+printed (as JSON with --json) and the errors go to stderr.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from directory_sync.models import SyncRun
-from directory_sync.services.sync import run_now, run_summary
+from directory_sync.services.sync import run_now, run_summary, withheld_summary
 from icewarp_admin.mailserver.selectors import find_domain
 
-EXIT_BUSY = 3
+EXIT_FAILED, EXIT_PARTIAL, EXIT_BUSY = 1, 2, 3
 
 
 class Command(BaseCommand):
-    help = "Synchronize a domain's accounts from its directory (or, with --dry-run, show what would change)."
+    help = (
+        "Synchronize a domain's accounts from its directory (or, with --dry-run, show what would change). "
+        "Exit codes: 0 succeeded; 1 failed; 2 completed with errors (status partial: the directory was not "
+        "read in full, see the errors); 3 another run of the domain is queued or running."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("domain")
@@ -45,7 +52,11 @@ class Command(BaseCommand):
         else:
             self.stdout.write(_text(found.name, run, summary))
         if run.status == SyncRun.Status.FAILED:
-            raise CommandError("; ".join(run.errors) or "The synchronization failed.")
+            raise CommandError("; ".join(run.errors) or "The synchronization failed.", returncode=EXIT_FAILED)
+        if run.status == SyncRun.Status.PARTIAL:
+            raise CommandError(
+                f"{run.get_status_display()}: {'; '.join(run.errors)}", returncode=EXIT_PARTIAL
+            )
 
     def _busy(self, domain: str, active: SyncRun, *, dry_run: bool, as_json: bool) -> None:
         """Another run holds the domain: "joined" when it does what was asked (it will do it), else "busy"."""
@@ -82,21 +93,21 @@ def _dumps(summary: dict[str, Any]) -> str:
 
 
 def _text(domain: str, run: SyncRun, summary: dict[str, Any]) -> str:
-    kind = "Dry run" if run.dry_run else "Synchronization"
-    counts = ", ".join(f"{name} {value}" for name, value in summary["accounts"].items())
+    status = run.status if run.status != SyncRun.Status.PARTIAL else f"{run.status} (completed with errors)"
     phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in summary["phases"].items())
-    lines = [
-        f"{kind} of {domain} #{run.pk}: {run.status} in {summary['duration_s']:.1f} s",
-        f"  accounts: {counts}",
-    ]
+    lines = [f"{run.title} of {domain} #{run.pk}: {status} in {summary['duration_s']:.1f} s"]
+    for kind in ("accounts", "groups"):
+        if kind == "accounts" or kind in run.counts:
+            lines.append(f"  {kind}: {', '.join(f'{name} {value}' for name, value in summary[kind].items())}")
     if run.tracking:
         lines.append(f"  changes: {run.tracking}")
     if phases:
         lines.append(f"  phases: {phases}")
     if summary["conflicts"]:
         lines.append(f"  conflicts: {summary['conflicts']}")
-    if summary["removals_withheld"]:
-        lines.append(f"  removals withheld: {summary['removals_withheld']} ({run.withheld_reason})")
-    lines += [f"  warning: {warning}" for warning in summary["warnings"]]
-    lines += [f"  error: {error}" for error in summary["errors"]]
+    if run.removals_withheld:
+        lines.append(f"  {withheld_summary(run)}")
+    # The run's own warnings: summary["warnings"] ends with the withheld removals, said just above.
+    lines += [f"  warning: {warning}" for warning in run.warnings]
+    lines += [f"  error: {error}" for error in run.errors]
     return "\n".join(lines)

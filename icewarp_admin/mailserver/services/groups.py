@@ -7,6 +7,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from icewarp_admin.mailserver.models import Account, Address, Domain, Group, GroupMember, Provenance
+from icewarp_admin.mailserver.selectors import group_synced_while_active, is_ou_group
 from icewarp_admin.mailserver.services.addresses import ensure_address_free
 from icewarp_admin.mailserver.validators import normalize_local_part
 
@@ -47,10 +48,27 @@ def _forget_directory_stamp(group: Group) -> None:
 
 def delete_group(*, group: Group) -> None:
     """Delete a group, its memberships and its address."""
+    if group_synced_while_active(group):
+        # A later run (the next full read at the latest) makes it again, without the members added here.
+        raise ValidationError(removed_by_directory(group) + " Nothing was changed.")
     with transaction.atomic():
         address = group.address
         group.delete()
         address.delete()
+
+
+def removed_by_directory(group: Group) -> str:
+    """How a synced group goes away, for a page that offers no delete."""
+    if is_ou_group(group):
+        return (
+            f"{group} was made for an organizational unit of the directory, which is synchronized: it "
+            'goes when the unit has no synced users left, or when "Create groups for organizational units" '
+            "is switched off."
+        )
+    return (
+        f"{group} comes from the directory, which is synchronized: remove it there (or from the group or "
+        "mailing-list filter) and the sync removes it here."
+    )
 
 
 def add_member(
