@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ["accounts_list", "sync"]
+BENCHMARKS = ["accounts_list", "sync", "watch"]
 
 
 def main() -> None:

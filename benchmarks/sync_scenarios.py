@@ -90,7 +90,9 @@ def configure_generic(url: str, admin_dn: str, password: str) -> Any:
         domain=domain,
         values={"active": True, "host": url, "bind_user": admin_dn, "base_dn": BASE, "server_type": "generic",
                 "login_source": "dn", "page_size": 1000, "account_filter": USER_FILTER,
-                "group_filter": GROUP_FILTER},
+                "group_filter": GROUP_FILTER, "allow_plain_bind": True,
+                # IceWarp's removal at once, as RESULTS.md measured it (REMOVALGRACEDAYS 0).
+                "removal_grace_days": 0},
         new_password=password,
     )  # fmt: skip
     return settings
@@ -204,7 +206,7 @@ def active_directory(people: int) -> dict[str, Any]:
             values={"active": True, "host": samba.ldaps_url, "bind_user": samba.admin_upn,
                     "base_dn": samba.base_dn, "server_type": "ad", "page_size": 1000,
                     "ca_bundle": samba.ca_cert.read_text(), "account_filter": "(objectClass=user)",
-                    "group_filter": "(&(objectClass=group)(mail=*))"},
+                    "group_filter": "(&(objectClass=group)(mail=*))", "removal_grace_days": 0},
             new_password=samba.admin_password,
         )  # fmt: skip
         runs = [

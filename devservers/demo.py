@@ -1,4 +1,4 @@
-"""The demo console on loopback: a demo LDAP directory, Redis, gunicorn, a Celery worker and beat.
+"""The demo console on loopback: a demo LDAP directory, Redis, gunicorn, a Celery worker, beat, the watcher.
 
 python -m devservers.demo up|down|status [--var-dir DIR] [--host 127.0.0.1] [--port N]
 """
@@ -41,7 +41,7 @@ WORKER_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 STEP_TIMEOUT = 300.0
 # What each app process's command line contains: guards against signalling a recycled pid.
-APP_PROCESSES = {"web": "gunicorn", "worker": "celery", "beat": "celery"}
+APP_PROCESSES = {"web": "gunicorn", "worker": "celery", "beat": "celery", "watcher": "directory_watch"}
 SERVERS = ("slapd", "redis")
 # Settings that would send the demo's files outside its var dir; the demo keeps everything in one place.
 DROPPED_ENV = ("MAIL_ROOT", "CONFIG_DIR", "TEST_SQLITE_PATH", "DJANGO_SETTINGS_MODULE", "PORT")
@@ -201,6 +201,8 @@ def child_env(var_dir: Path, broker_url: str, host: str) -> dict[str, str]:
         VAR_DIR=str(var_dir),
         CELERY_BROKER_URL=broker_url,
         DEBUG="0",
+        # The demo serves plain http: cookies marked Secure would never come back.
+        SESSION_COOKIE_SECURE="0",
         ALLOWED_HOSTS=",".join(hosts),
         PYTHONUNBUFFERED="1",
     )
@@ -260,6 +262,9 @@ def setup_database(
             "settings": {
                 "active": True,
                 "host": slapd.ldap_url,
+                # Passwords never cross in clear, even on loopback: StartTLS with the demo CA's certificate.
+                "use_starttls": True,
+                "ca_bundle": slapd.ca_cert.read_text(),
                 "bind_user": slapd.reader_dn,
                 "base_dn": BASE_DN,
                 "server_type": "generic",
@@ -512,7 +517,7 @@ The demo console is running: {info["url"]}
              {info["people_count"]} people (password {DEMO_PASSWORD}), groups in {info["groups_dn"]}
   Mail users {info["url"]}me/  e.g. {info.get("mail_user", "")} / {DEMO_PASSWORD}, once a sync has run
   Broker     {info["broker_url"]}
-  Logs       {info["logs_dir"]}/{{web,worker,beat}}.log
+  Logs       {info["logs_dir"]}/{{web,worker,beat,watcher}}.log
   State      {info["state_file"]}
 
 Stop it with: {stop}
@@ -596,7 +601,7 @@ def up(paths: Paths, host: str, requested_port: int | None) -> int:
         say("synchronizing the demo directory")
         manage("the first synchronization", env, "directory_sync", MAIL_DOMAIN)
 
-        say(f"starting gunicorn on {url_host(host)}:{port}, the Celery worker and beat")
+        say(f"starting gunicorn on {url_host(host)}:{port}, the Celery worker, beat and the watcher")
         celery = executable("celery")
         worker_log_offset = paths.log("worker").stat().st_size if paths.log("worker").exists() else 0
         commands = {
@@ -605,11 +610,18 @@ def up(paths: Paths, host: str, requested_port: int | None) -> int:
                 "--bind", f"{url_host(host)}:{port}", "--workers", "2", "--timeout", "60",
                 "--access-logfile", "-", "--no-control-socket",
             ],
-            "worker": [celery, "-A", "icewarp_admin", "worker", "--loglevel", "INFO", "--concurrency", "2"],
-            "beat": [
-                celery, "-A", "icewarp_admin", "beat", "--loglevel", "INFO",
-                "--schedule", str(paths.beat_schedule),
+            "worker": [
+                celery, "-A", "icewarp_admin", "worker", "--loglevel", "INFO", "--concurrency", "2",
+                "--queues", "celery,schedule",
             ],
+            # Beat, and the one slot of the schedule's queue (the tick, the reaper) that syncs never occupy:
+            # the compose file runs that slot as its scheduler service, the demo keeps to three processes.
+            "beat": [
+                celery, "-A", "icewarp_admin", "worker", "--beat", "--loglevel", "INFO", "--concurrency", "1",
+                "--queues", "schedule", "--hostname", "scheduler@%h", "--schedule", str(paths.beat_schedule),
+            ],
+            # Changes the demo directory pushes (syncrepl) are applied within a second or two.
+            "watcher": [python(), str(ROOT / "manage.py"), "directory_watch"],
         }  # fmt: skip
         for name, cmd in commands.items():
             procs[name] = spawn(name, cmd, env, paths.log(name))

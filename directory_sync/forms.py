@@ -6,12 +6,15 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import MaxLengthValidator
 
 from directory_sync import validation
 from directory_sync.choices import ServerType
 from directory_sync.display import EMPTY, setting_text
+from directory_sync.keytabs import KeytabError, check_keytab_size
 from directory_sync.models import DirectorySettings
+from directory_sync.rules.secret_attributes import is_secret_attribute
 from directory_sync.servers import profile_for
 
 GENERAL_FIELDS = ["active", "directory_sign_in"]
@@ -21,6 +24,7 @@ SERVER_FIELDS = [
     "bind_user",
     "base_dn",
     "use_starttls",
+    "allow_plain_bind",
     "verify_certificate",
     "ca_bundle",
     "timeout_seconds",
@@ -55,6 +59,7 @@ ADVANCED_FIELDS = [
     "ou_groups_root",
     "ou_groups_root_name",
     "delete_all_data",
+    "removal_grace_days",
 ]
 KERBEROS_FIELDS = ["sso_active", "sso_service_name", "sso_matching"]
 ALL_FIELDS = GENERAL_FIELDS + SERVER_FIELDS + ADVANCED_FIELDS + KERBEROS_FIELDS
@@ -71,8 +76,13 @@ TEXT_LIMITS: dict[str, int] = {
     "ca_bundle": 200_000,
 }
 
+DEFAULT_REMOVAL_GRACE_DAYS: int = DirectorySettings._meta.get_field("removal_grace_days").get_default()
 # The ranges the clean_ methods below keep, shown by the inputs too.
-NUMBER_LIMITS: dict[str, tuple[int, int]] = {"timeout_seconds": (1, 120), "page_size": (1, 1000)}
+NUMBER_LIMITS: dict[str, tuple[int, int]] = {
+    "timeout_seconds": (1, 120),
+    "page_size": (1, 1000),
+    "removal_grace_days": (0, 3650),
+}
 
 HELP = {
     "active": "Keep this domain's users and groups in one-way sync with the directory below.",
@@ -83,6 +93,9 @@ HELP = {
     "bind_user": "A DN, user@REALM or DOMAIN\\user that may read users and groups. Empty: anonymous.",
     "base_dn": "Where to search (whole subtree), e.g. cn=Users,dc=example,dc=com or dc=example,dc=com.",
     "use_starttls": "Upgrade an ldap:// connection to TLS before binding.",
+    "allow_plain_bind": "Send the bind password (and the mail users' passwords at sign-in) over plain "
+    "ldap:// without StartTLS. Off: such a bind is refused. Only on a network you trust; prefer ldaps:// or "
+    "StartTLS.",
     "verify_certificate": "Refuse servers whose certificate is not trusted (keep this on).",
     "ca_bundle": "PEM certificates of the CA that signed the server's certificate; empty: the system's CAs.",
     "timeout_seconds": "How long to wait for the server before giving up (1–120).",
@@ -115,6 +128,9 @@ HELP = {
     "ou_groups_root": "Only units below this one (inside the DN) become groups; it is the root group.",
     "ou_groups_root_name": "Name of the root group (default Contacts, or the root unit's name).",
     "delete_all_data": "Also delete the mailbox and data of accounts the sync removes. Off: kept.",
+    "removal_grace_days": "A person who leaves the directory (or the filter, or the DN) is first disabled "
+    "and kept this long, with the mailbox and aliases: back in time, the account is enabled again. 0: "
+    "removed at once (0–3650; empty: 7).",
     "sso_active": "A person whose computer holds a Kerberos ticket is signed in to the self-service pages "
     "(/me/) without a password.",
     "sso_service_name": "The service principal browsers ask tickets for: HTTP/<host name in the address "
@@ -156,6 +172,9 @@ class DirectorySettingsForm(forms.ModelForm):
         for name, (low, high) in NUMBER_LIMITS.items():
             if name in self.fields:
                 self.fields[name].widget.attrs.update(min=str(low), max=str(high))
+        if "removal_grace_days" in self.fields:
+            # Empty means the default, as a page opened before the field existed posts it.
+            self.fields["removal_grace_days"].required = False
         self.show_server_type_defaults(self.selected_server_type())
 
     def display_items(self) -> list[tuple[str, str]]:
@@ -216,6 +235,14 @@ class DirectorySettingsForm(forms.ModelForm):
     def clean_page_size(self) -> int:
         return _in_range(self.cleaned_data["page_size"], *NUMBER_LIMITS["page_size"], "The page size")
 
+    def clean_removal_grace_days(self) -> int:
+        value = self.cleaned_data["removal_grace_days"]
+        return _in_range(
+            DEFAULT_REMOVAL_GRACE_DAYS if value is None else value,
+            *NUMBER_LIMITS["removal_grace_days"],
+            "The days removed people are kept",
+        )
+
     def clean_account_filter(self) -> str:
         return validation.validate_filter(self.cleaned_data["account_filter"])
 
@@ -229,7 +256,12 @@ class DirectorySettingsForm(forms.ModelForm):
         return validation.validate_host_domain_list(self.cleaned_data["host_domain"])
 
     def clean_username_attribute(self) -> str:
-        return validation.validate_attribute_name(self.cleaned_data["username_attribute"])
+        name = validation.validate_attribute_name(self.cleaned_data["username_attribute"])
+        if is_secret_attribute(name):
+            raise forms.ValidationError(
+                f"“{name}” may hold a password or a key: a username is never taken from it."
+            )
+        return name
 
     def clean_guid_attribute(self) -> str:
         return validation.validate_attribute_name(self.cleaned_data["guid_attribute"])
@@ -330,3 +362,11 @@ class KeytabUploadForm(forms.Form):
         max_length=255,
         help_text="Optional: store it under this name instead of the upload's name.",
     )
+
+    def clean_file(self) -> UploadedFile:
+        upload: UploadedFile = self.cleaned_data["file"]
+        try:
+            check_keytab_size(upload.size or 0)  # before anything reads it (FileField refused an empty one)
+        except KeytabError as error:
+            raise ValidationError(str(error), code="too_large") from None
+        return upload

@@ -11,17 +11,21 @@ import csv
 from typing import Any
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from directory_sync import selectors
 from directory_sync.models import SyncEvent, SyncRun
-from directory_sync.views import polled
+from directory_sync.services.undo import UndoRefused, undo_offer, undo_removals
+from directory_sync.views import polled, require_any
 from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver.models import Domain
 
@@ -153,6 +157,7 @@ def run_context(request: HtmxHttpRequest, run: SyncRun, *, can_view_events: bool
         "count_columns": columns,
         "count_rows": rows,
         "can_view_events": can_view_events,
+        "undo": undo_offer(run=run),
         "section": "sync",
     }
     if can_view_events:
@@ -170,6 +175,30 @@ def run_context(request: HtmxHttpRequest, run: SyncRun, *, can_view_events: bool
             "rows": selectors.event_rows(page.object_list),
         }
     return context
+
+
+@login_required
+@require_POST
+def undo_run_removals(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    """Undo every account removal of a run (administrators: who may approve removals may undo them)."""
+    require_any(request, "directory_sync.approve_removals")
+    run = get_object_or_404(SyncRun.objects.select_related("domain"), pk=run_id)
+    try:
+        undo = undo_removals(run=run, by=request.user.get_username())
+    except UndoRefused as refused:
+        messages.error(request, str(refused))
+        target = run
+    else:
+        counts = undo.counts.get("accounts", {})
+        messages.success(
+            request,
+            f"Undone: {counts.get('enabled_again', 0)} accounts enabled again, {counts.get('restored', 0)} "
+            f"restored, {counts.get('not_restored', 0)} could not be restored (run #{undo.pk} says why).",
+        )
+        target = undo
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("sync_history:run", args=[target.pk]))
+    return redirect("sync_history:run", run_id=target.pk)
 
 
 def count_table(run: SyncRun) -> tuple[list[str], list[tuple[str, list[Any]]]]:

@@ -6,20 +6,24 @@ skipped, never kept. Format: krb5 doc/formats/keytab_file_format.rst.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 __all__ = [
     "ENCTYPE_NAMES",
     "MAX_KEYTAB_SIZE",
     "KeytabEntry",
     "KeytabError",
+    "check_keytab_size",
     "enctype_name",
     "file_name_for",
     "parse_keytab",
     "principal_from_file_name",
+    "read_keytab_file",
 ]
 
 MAX_KEYTAB_SIZE = 1024 * 1024
@@ -115,13 +119,28 @@ class _Reader:
             raise KeytabError(f"The {what} of entry {number} is not valid UTF-8 text.") from None
 
 
-def parse_keytab(data: bytes) -> list[KeytabEntry]:
-    """The entries of a keytab file (format 0x0501 or 0x0502), or KeytabError saying why it is not one."""
-    if len(data) > MAX_KEYTAB_SIZE:
+def check_keytab_size(size: int) -> None:
+    """Refuse a file of this many bytes before it is read (KeytabError) when it cannot be a keytab."""
+    if size > MAX_KEYTAB_SIZE:
         raise KeytabError(
-            f"The file is {len(data):,} bytes; a keytab is at most 1 MiB (a few hundred bytes per key), "
+            f"The file is {size:,} bytes; a keytab is at most 1 MiB (a few hundred bytes per key), "
             "so this is not a keytab."
         )
+
+
+def read_keytab_file(path: Path) -> list[KeytabEntry]:
+    """The entries of a keytab file on disk, its size checked before a byte is read. OSError when it cannot be
+    opened (FileNotFoundError: there is none), KeytabError when it is not a keytab."""
+    with path.open("rb") as file:
+        check_keytab_size(os.fstat(file.fileno()).st_size)
+        # One byte more than allowed: a file that grew since the check is refused, not read to its end.
+        data = file.read(MAX_KEYTAB_SIZE + 1)
+    return parse_keytab(data)
+
+
+def parse_keytab(data: bytes) -> list[KeytabEntry]:
+    """The entries of a keytab file (format 0x0501 or 0x0502), or KeytabError saying why it is not one."""
+    check_keytab_size(len(data))
     if not data:
         raise KeytabError("The file is empty; upload the keytab file that ktpass or ktutil wrote.")
     if len(data) < 2 or data[0] != 0x05:

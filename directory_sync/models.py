@@ -49,6 +49,7 @@ class DirectorySettings(models.Model):
     bind_password_encrypted = models.TextField(blank=True, editable=False)
     base_dn = models.TextField("DN", blank=True)
     use_starttls = models.BooleanField("Use StartTLS on ldap://", default=False)
+    allow_plain_bind = models.BooleanField("Allow unencrypted bind", default=False)
     verify_certificate = models.BooleanField("Verify the server's certificate", default=True)
     ca_bundle = models.TextField("Trusted CA certificates (PEM)", blank=True)
     timeout_seconds = models.PositiveSmallIntegerField("Timeout (seconds)", default=10)
@@ -100,6 +101,9 @@ class DirectorySettings(models.Model):
     ou_groups_root = models.TextField("Root organizational unit", blank=True)
     ou_groups_root_name = models.CharField("Name of the root group", max_length=255, blank=True)
     delete_all_data = models.BooleanField("Delete mail data of removed accounts", default=False)
+    # Ours (REMOVALGRACEDAYS): a person who leaves is disabled and kept this long before removal; 0: IceWarp's
+    # removal at once.
+    removal_grace_days = models.PositiveSmallIntegerField("Keep removed people for (days)", default=7)
 
     # Kerberos / SSO
     sso_active = models.BooleanField("Enable single sign-on (Kerberos)", default=False)
@@ -307,6 +311,9 @@ class SyncRun(BackgroundJob):
         MANUAL = "manual", "Synchronize Now"
         COMMAND = "command", "Command line"
         APPROVAL = "approval", "Approved removals"
+        UNDO = "undo", "Undo of removals"
+        SYNC_ONE = "sync_one", "Sync one object"
+        PUSH = "push", "Directory change (push)"
 
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="sync_runs")
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
@@ -364,6 +371,15 @@ class SyncRun(BackgroundJob):
     withheld_resolution = models.CharField(
         max_length=10, blank=True, choices=[("approved", "Approved"), ("dismissed", "Dismissed")]
     )
+    # An undo is a run of its own in the history (directory_sync.services.undo), pointing at the run undone.
+    undoes = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="undos",
+        help_text="The run whose removals this one undid.",
+    )
     resolved_by = models.CharField(max_length=150, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
@@ -386,7 +402,10 @@ class SyncRun(BackgroundJob):
 
     @property
     def title(self) -> str:
-        """What the run is ("Dry run", "Synchronization"); the trigger says only what started it."""
+        """What the run is ("Dry run", "Synchronization", "Undo of removals"); the trigger says only what
+        started it."""
+        if self.trigger == self.Trigger.UNDO:
+            return "Undo of removals"
         return "Dry run" if self.dry_run else "Synchronization"
 
     @property
@@ -429,6 +448,11 @@ class SyncRun(BackgroundJob):
         ]
 
 
+# Runs that touch some objects only (one explained object, a run's removals undone): their success says
+# nothing of the whole domain's synchronization (the back-off, "not synchronized" alerts).
+PARTIAL_TRIGGERS = (SyncRun.Trigger.SYNC_ONE, SyncRun.Trigger.UNDO)
+
+
 class SyncEvent(models.Model):
     """One object a run touched (or, in a dry run, would touch): what, how, fields before → after, why."""
 
@@ -440,6 +464,8 @@ class SyncEvent(models.Model):
         SKIP = "skip", "Skipped"
         CONFLICT = "conflict", "Conflict"
         WITHHELD = "withheld", "Removal withheld"
+        DISABLE = "disable", "Disabled, pending removal"
+        RESTORE = "restore", "Restored"
 
     class ObjectType(models.TextChoices):
         ACCOUNT = "account", "Account"
@@ -562,3 +588,330 @@ class SignIn(models.Model):
     @property
     def ok(self) -> bool:
         return self.reason == self.Reason.OK
+
+
+class AlertKind(models.TextChoices):
+    """What an alert is about; each kind keeps one state per domain (AlertState)."""
+
+    RUN_FAILED = "run_failed", "A run fails or completes with errors"
+    REMOVALS_WITHHELD = "removals_withheld", "Removals are withheld"
+    NOT_SYNCHRONIZED = "not_synchronized", "A domain is not synchronized for N intervals"
+    CONFLICT_OPEN = "conflict_open", "A conflict stays open for N runs"
+    TEST = "test", "Test alert"
+
+
+class AlertSettings(models.Model):
+    """The server-wide alert configuration (System → Alerts): one row."""
+
+    recipients = models.TextField(
+        "E-mail recipients", blank=True, help_text="Comma-separated addresses; empty: no e-mail."
+    )
+    webhook_url = models.URLField(
+        "Webhook URL", max_length=2000, blank=True, help_text="Each alert is POSTed there as JSON."
+    )
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    on_run_failed = models.BooleanField(AlertKind.RUN_FAILED.label, default=True)
+    on_removals_withheld = models.BooleanField(AlertKind.REMOVALS_WITHHELD.label, default=True)
+    on_not_synchronized = models.BooleanField(AlertKind.NOT_SYNCHRONIZED.label, default=True)
+    on_conflict_open = models.BooleanField(AlertKind.CONFLICT_OPEN.label, default=True)
+    not_synchronized_intervals = models.PositiveSmallIntegerField(
+        "Not synchronized after (intervals)", default=3
+    )
+    conflict_open_runs = models.PositiveSmallIntegerField("Conflict open after (runs)", default=3)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "alert settings"
+        permissions = [("send_test_alert", "Send a test alert")]
+
+    def __str__(self) -> str:
+        return "Alert settings"
+
+    def __repr__(self) -> str:
+        return f"<AlertSettings recipients={self.recipients!r} webhook={self.webhook_url!r}>"
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        return bool(self.webhook_secret_encrypted)
+
+    def set_webhook_secret(self, plain: str) -> None:
+        self.webhook_secret_encrypted = encrypt_secret(plain)
+
+    def get_webhook_secret(self) -> str:
+        """Only for signing a webhook request; never shown."""
+        return decrypt_secret(self.webhook_secret_encrypted)
+
+    def enabled_for(self, kind: str) -> bool:
+        return bool(getattr(self, f"on_{kind}", False))
+
+
+class DomainAlertSettings(models.Model):
+    """A domain's additions to the server-wide alerts: extra recipients, its own webhook, or silence."""
+
+    domain = models.OneToOneField(Domain, on_delete=models.CASCADE, related_name="alert_settings")
+    enabled = models.BooleanField("Send alerts for this domain", default=True)
+    extra_recipients = models.TextField(
+        "Extra e-mail recipients", blank=True, help_text="Comma-separated; they get this domain's alerts too."
+    )
+    webhook_url = models.URLField(
+        "Extra webhook URL",
+        max_length=2000,
+        blank=True,
+        help_text="This domain's alerts are POSTed there too.",
+    )
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Alert settings of {self.domain}"
+
+    def __repr__(self) -> str:
+        return f"<DomainAlertSettings domain={self.domain_id} webhook={self.webhook_url!r}>"
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        return bool(self.webhook_secret_encrypted)
+
+    def set_webhook_secret(self, plain: str) -> None:
+        self.webhook_secret_encrypted = encrypt_secret(plain)
+
+    def get_webhook_secret(self) -> str:
+        return decrypt_secret(self.webhook_secret_encrypted)
+
+
+class AlertState(models.Model):
+    """The state of one kind of alert for one domain: an alert is sent when it changes, not at every run."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="alert_states")
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    alerting = models.BooleanField(default=False)
+    since = models.DateTimeField(default=timezone.now, help_text="When it entered this state.")
+    details = models.JSONField(
+        default=dict, blank=True, help_text="What the evaluation carries from run to run (open conflicts)."
+    )
+
+    class Meta:
+        ordering = ["domain", "kind"]
+        constraints = [models.UniqueConstraint(fields=["domain", "kind"], name="one_alert_state_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.domain}: {'alerting' if self.alerting else 'ok'}"
+
+
+class Alert(models.Model):
+    """One change of state (raised or recovered) or a test, and what was said; sent by its deliveries."""
+
+    class Event(models.TextChoices):
+        RAISED = "raised", "Raised"
+        RECOVERED = "recovered", "Recovered"
+        TEST = "test", "Test"
+
+    domain = models.ForeignKey(Domain, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    event = models.CharField(max_length=10, choices=Event.choices)
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    subject = models.CharField(max_length=300)
+    message = models.TextField()
+    payload = models.JSONField(help_text="The webhook's JSON body.")
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+DELIVERY_ATTEMPTS = 5
+
+
+class AlertDelivery(models.Model):
+    """One alert through one channel: an e-mail to its recipients, or a POST to one webhook."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Source(models.TextChoices):
+        """Whose configuration it came from: the webhook's secret is read from there when it is sent."""
+
+        SERVER = "server", "Server-wide"
+        DOMAIN = "domain", "Domain"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    target = models.TextField(help_text="The recipients (comma-separated) or the webhook URL.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} of alert #{self.alert_id} ({self.status})"
+
+    @property
+    def will_retry(self) -> bool:
+        return self.status == self.Status.FAILED and self.attempts < DELIVERY_ATTEMPTS
+
+
+class SyncConflict(models.Model):
+    """A directory entry that wants what something here holds (an address, a username, its id), one row per
+    (domain, kind, directory key, contested value) while open. Runs open and close them; people resolve them
+    (directory_sync.services.conflicts), and resolved ones stay as the history."""
+
+    class Kind(models.TextChoices):
+        ADDRESS = "address", "Address held elsewhere"
+        USERNAME = "username", "Username clash"
+        OTHER_DOMAIN = "other_domain", "Entry synced by another domain"
+        MOVED_ID = "moved_id", "Directory id moved"
+        DUPLICATE_ID = "duplicate_id", "Two entries with one id"
+        WITHHELD = "withheld", "Waits for a withheld removal"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    class Resolution(models.TextChoices):
+        KEPT_LOCAL = "kept_local", "Kept the local one"
+        GIVEN = "given", "Given to the directory's entry"
+        ADOPTED = "adopted", "Local account linked to the entry"
+        BY_DIRECTORY = "by_directory", "Resolved by the directory"
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="sync_conflicts")
+    object_type = models.CharField(max_length=10, choices=SyncEvent.ObjectType.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    directory_key = models.CharField(max_length=64, help_text="The entry's directory id (or mail:<address>).")
+    value = models.CharField(
+        max_length=320, blank=True, help_text="What is contested: a local part, a username, a domain, an id."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # The directory's side.
+    dn = models.TextField(blank=True)
+    label = models.CharField(max_length=320)
+    wanted_addresses = models.JSONField(default=list, blank=True)
+    wanted_username = models.CharField(max_length=64, blank=True)
+    entry_account = models.ForeignKey(
+        "mailserver.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    entry_group = models.ForeignKey(
+        "mailserver.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The local side: who holds the contested value.
+    holder = models.CharField(max_length=500, help_text="The holder in words, as the run found it.")
+    holder_account = models.ForeignKey(
+        "mailserver.Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    holder_group = models.ForeignKey(
+        "mailserver.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    holder_linked = models.BooleanField(default=False, help_text="The holder is synced from the directory.")
+    holder_key = models.CharField(max_length=64, blank=True)
+    holder_source = models.CharField(
+        max_length=10, blank=True, help_text="directory or manual: where the contested address came from."
+    )
+    reason = models.TextField(blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    first_run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    runs_seen = models.PositiveIntegerField(default=1)
+    # Set by an action: the next run reads the entry again by its id, whatever the change tracking says.
+    recheck = models.BooleanField(default=False)
+    resolution = models.CharField(max_length=20, choices=Resolution.choices, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_note = models.TextField(blank=True, help_text="What the action did, in words.")
+    resolution_run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-last_seen_at"], name="conflict_status_seen"),
+            models.Index(fields=["domain", "status"], name="conflict_domain_status"),
+            models.Index(fields=["domain", "resolution"], name="conflict_domain_resolution"),
+            models.Index(fields=["domain"], condition=models.Q(recheck=True), name="conflict_recheck"),
+        ]
+        constraints = [
+            # Resolved rows are the history: the same claim may open again later, as a new row.
+            models.UniqueConstraint(
+                fields=["domain", "object_type", "kind", "directory_key", "value"],
+                condition=models.Q(status="open"),
+                name="one_open_conflict_per_claim",
+            )
+        ]
+        permissions = [("resolve_syncconflict", "Resolve directory conflicts")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.label} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class DirectoryWatch(models.Model):
+    """A domain's push watcher (directory_sync/sync/watch.py): which watcher process holds it (a lease it
+    renews), how it listens, and how far behind the directory the domain is."""
+
+    class State(models.TextChoices):
+        CONNECTING = "connecting", "Connecting"
+        WATCHING = "watching", "Watching"
+        RECONNECTING = "reconnecting", "Reconnecting"
+        UNSUPPORTED = "unsupported", "Not supported by the directory"
+        STOPPED = "stopped", "Stopped"
+
+    domain = models.OneToOneField(Domain, on_delete=models.CASCADE, related_name="directory_watch")
+    owner = models.CharField(max_length=200, blank=True, help_text="host:pid:token of the watcher process.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.STOPPED)
+    method = models.CharField(max_length=60, blank=True, help_text="How the directory pushes its changes.")
+    server = models.CharField(max_length=300, blank=True)
+    detail = models.TextField(blank=True, help_text="The last error, or why the directory cannot push.")
+    watching_since = models.DateTimeField(null=True, blank=True)
+    last_change_at = models.DateTimeField(null=True, blank=True, help_text="When the last change arrived.")
+    pending_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the oldest change not applied yet arrived."
+    )
+    last_applied_at = models.DateTimeField(null=True, blank=True)
+    last_lag_seconds = models.FloatField(
+        null=True, blank=True, help_text="From the first change of the last batch arriving to its run's end."
+    )
+    last_run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    changes_received = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Watcher of {self.domain} ({self.state})"
+
+    @property
+    def held(self) -> bool:
+        """A live watcher process holds the domain (its lease has not run out)."""
+        expires = self.lease_expires_at
+        return bool(self.owner) and expires is not None and expires > timezone.now()
+
+
+class WatcherProcess(models.Model):
+    """A running `manage.py directory_watch`: the domains are shared out among the live ones."""
+
+    owner = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.owner

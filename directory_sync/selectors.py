@@ -24,7 +24,9 @@ from icewarp_admin.mailserver.personal_data import VCARD_ITEMS
 TRIGGER_CHOICES: list[tuple[str, str]] = list(SyncRun.Trigger.choices)
 DRY, REAL = "dry", "real"
 KIND_CHOICES = [(DRY, "Dry runs only"), (REAL, "Real runs only")]
-COUNT_KEYS = ("created", "updated", "renamed", "removed", "unchanged", "skipped")
+COUNT_KEYS = ("created", "updated", "renamed", "disabled", "removed", "unchanged", "skipped")
+# Groups are never disabled pending removal (no mailbox to keep): their CSV columns leave it out.
+CSV_COUNT_KEYS = {"accounts": COUNT_KEYS, "groups": tuple(key for key in COUNT_KEYS if key != "disabled")}
 COUNT_KINDS = ("accounts", "groups")
 CSV_HEADER = [
     "run id",
@@ -37,7 +39,7 @@ CSV_HEADER = [
     "started",
     "finished",
     "duration s",
-    *(f"{kind} {key}" for kind in COUNT_KINDS for key in COUNT_KEYS),
+    *(f"{kind} {key}" for kind in COUNT_KINDS for key in CSV_COUNT_KEYS[kind]),
     "conflicts",
     "removals withheld",
     "warnings",
@@ -298,7 +300,11 @@ def runs_csv_rows(queryset: QuerySet[SyncRun]) -> Iterator[list[str]]:
             _timestamp(run.started_at),
             _timestamp(run.finished_at),
             f"{duration:.1f}" if duration is not None else "",
-            *(str((counts.get(kind) or {}).get(key, "")) for kind in COUNT_KINDS for key in COUNT_KEYS),
+            *(
+                str((counts.get(kind) or {}).get(key, ""))
+                for kind in COUNT_KINDS
+                for key in CSV_COUNT_KEYS[kind]
+            ),
             str(run.conflicts),
             str(run.removals_withheld),
             "; ".join(str(warning) for warning in run.warnings or []),

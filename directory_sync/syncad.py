@@ -9,7 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from defusedxml import ElementTree as SafeET
 from django.core.exceptions import ValidationError
@@ -23,6 +23,11 @@ from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.selectors import find_domain
 from icewarp_admin.mailserver.services.domains import create_domain
 from icewarp_admin.mailserver.validators import normalize_domain_name
+
+# A syncad.dat of a thousand domains is a few hundred kB; the longest value, a vCard map, a few kB. Anything
+# beyond would be stored (and recorded in the settings history) as it is.
+MAX_FILE_BYTES: Final = 1024 * 1024
+MAX_VALUE_CHARS: Final = 64 * 1024
 
 
 def _bool_out(value: Any) -> str:
@@ -92,11 +97,13 @@ KEYS: tuple[Key, ...] = (
     _boolean("DISABLEVCARDSYNC", "disable_vcard_sync"),
     _boolean("DISABLEVCARDDOMAINRENAME", "disable_vcard_domain_rename"),
     _boolean("USESTARTTLS", "use_starttls"),
+    _boolean("ALLOWPLAINBIND", "allow_plain_bind"),
     _boolean("DIRECTORYSIGNIN", "directory_sign_in"),
     _boolean("VERIFYCERTIFICATE", "verify_certificate"),
     Key("CABUNDLE", "ca_bundle"),
     Key("TIMEOUT", "timeout_seconds", str, lambda t: int(t) if t.strip().isdigit() else t),
     Key("PAGESIZE", "page_size", str, lambda t: int(t) if t.strip().isdigit() else t),
+    Key("REMOVALGRACEDAYS", "removal_grace_days", str, lambda t: int(t) if t.strip().isdigit() else t),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 # Two choices IceWarp spreads over several boolean keys.
@@ -143,10 +150,47 @@ class SyncadImportError(Exception):
     """The file cannot be imported; nothing was changed. The message lists every problem."""
 
 
+def file_too_large(size: int) -> str:
+    """The refusal of a file of this many bytes (empty: it is small enough)."""
+    if size <= MAX_FILE_BYTES:
+        return ""
+    return (
+        f"The file is {size:,} bytes; a syncad.dat file is at most {MAX_FILE_BYTES:,} bytes (1 MiB). "
+        "Nothing was imported: check that this is the right file."
+    )
+
+
+class _LineNumbers(ET.TreeBuilder):
+    """Builds the tree and notes the line each element starts on (by the element's id)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[int, int] = {}
+        self.expat: Any = None
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
+        element = super().start(tag, attrs)
+        self.lines[id(element)] = self.expat.CurrentLineNumber
+        return element
+
+
+def _parse(text: str) -> tuple[ET.Element, dict[int, int]]:
+    """defusedxml's fromstring, also noting each element's line."""
+    builder = _LineNumbers()
+    parser = SafeET.DefusedXMLParser(target=builder)
+    builder.expat = parser.parser
+    parser.feed(text)
+    root: ET.Element = parser.close()
+    return root, builder.lines
+
+
 def import_syncad(text: str, *, changed_by: Any = None) -> list[ImportedDomain]:
     """Create or update the settings of every domain in the file, all or nothing."""
+    too_large = file_too_large(len(text.encode("utf-8", "surrogatepass")))
+    if too_large:
+        raise SyncadImportError(too_large)
     try:
-        root = SafeET.fromstring(text)
+        root, lines = _parse(text)
     except SafeET.ParseError as error:
         raise SyncadImportError(f"This is not a readable syncad.dat file: {error}.") from None
     except Exception as error:  # defusedxml refuses entity tricks with its own exception types
@@ -154,7 +198,7 @@ def import_syncad(text: str, *, changed_by: Any = None) -> list[ImportedDomain]:
     if root.tag != "DOMAINS":
         raise SyncadImportError(f"A syncad.dat file starts with <DOMAINS>, not <{root.tag}>.")
 
-    parsed = [_parse_block(block, position) for position, block in enumerate(root, start=1)]
+    parsed = [_parse_block(block, position, lines) for position, block in enumerate(root, start=1)]
     problems = [problem for _, _, _, block_problems in parsed for problem in block_problems]
     names = [name for name, _, _, _ in parsed]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -190,7 +234,9 @@ def import_syncad(text: str, *, changed_by: Any = None) -> list[ImportedDomain]:
     return results
 
 
-def _parse_block(block: Any, position: int) -> tuple[str, dict[str, Any], str | None, list[str]]:
+def _parse_block(
+    block: Any, position: int, lines: dict[int, int]
+) -> tuple[str, dict[str, Any], str | None, list[str]]:
     problems: list[str] = []
     if block.tag != "DOMAIN":
         return "", {}, None, [f"Block {position}: expected <DOMAIN>, found <{block.tag}>."]
@@ -206,15 +252,28 @@ def _parse_block(block: Any, position: int) -> tuple[str, dict[str, Any], str | 
     values: dict[str, Any] = {field: getattr(defaults, field) for field in ALL_FIELDS}
     extra: dict[str, str] = {}
     texts: dict[str, str] = {}
+    seen_on: dict[str, list[int]] = {}
     for child in children:
         if child.tag == "DOMAIN":
             continue
+        line = lines.get(id(child), 0)
+        seen_on.setdefault(child.tag, []).append(line)
         if len(child):
             problems.append(f"{name}: <{child.tag}> must hold text, not other elements.")
+            continue
+        if len(child.text or "") > MAX_VALUE_CHARS:
+            problems.append(
+                f"{name}: <{child.tag}> on line {line} holds {len(child.text or ''):,} characters; a value "
+                f"is at most {MAX_VALUE_CHARS:,} (the longest one, a vCard map, is a few thousand)."
+            )
             continue
         texts[child.tag] = child.text or ""
         if child.tag not in HANDLED:
             extra[child.tag] = child.text or ""
+    for tag, on in seen_on.items():
+        if len(on) > 1:
+            where = ", ".join(str(line) for line in on[:-1]) + f" and {on[-1]}"
+            problems.append(f"{name}: <{tag}> is given {len(on)} times (lines {where}); keep one.")
     for key_name, text in texts.items():
         key = KEYS_BY_NAME.get(key_name)
         if key is not None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from directory_sync import views
+from directory_sync import alert_views, explain_views, views
 
 app_name = "directory_sync"
 
@@ -21,5 +21,13 @@ urlpatterns = [
     path("domains/<str:name>/directory/history/", views.settings_history, name="settings_history"),
     path("domains/<str:name>/directory/sync/", views.synchronize_now, name="synchronize_now"),
     path("domains/<str:name>/directory/runs/<int:run_id>/", views.run_status, name="run_status"),
+    path("domains/<str:name>/directory/explain/", explain_views.explain, name="explain"),
+    path("domains/<str:name>/directory/explain/sync/", explain_views.synchronize_one, name="sync_one"),
     path("sync/runs/<int:run_id>/withheld/", views.resolve_withheld_removals, name="resolve_withheld"),
+    path("system/alerts/", alert_views.alerts_page, name="alerts"),
+    path("system/alerts/test/", alert_views.send_test, name="alerts_test"),
+    path("domains/<str:name>/directory/alerts/", alert_views.domain_alerts, name="domain_alerts"),
+    path(
+        "domains/<str:name>/directory/alerts/test/", alert_views.domain_send_test, name="domain_alerts_test"
+    ),
 ]

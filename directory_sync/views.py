@@ -14,8 +14,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
+from directory_sync.backoff import schedule_state
 from directory_sync.forms import SECTION_TITLES, SECTIONS, DirectorySettingsForm, KeytabUploadForm, ServerForm
 from directory_sync.models import ConnectionCheck, DirectorySettings, Keytab, SettingsChange, SyncRun
+from directory_sync.selectors_watch import watch_status
 from directory_sync.servers import profile_for
 from directory_sync.services.checks import queue_connection_check, unsaved_settings_values
 from directory_sync.services.keytabs import delete_keytab, store_keytab
@@ -49,6 +51,9 @@ def tab_context(request: HtmxHttpRequest, domain: Domain, **forms: Any) -> dict[
     context: dict[str, Any] = {"domain": domain, "tab": "directory", "settings": settings}
     if request.user.has_perm("directory_sync.view_syncrun"):
         context["run"] = SyncRun.objects.filter(domain=domain).exclude(status=SyncRun.Status.SKIPPED).first()
+        if settings.active:
+            context["schedule"] = schedule_state(domain_id=domain.pk)
+            context["watch"] = watch_status(domain_id=domain.pk)
     if can_view:
         for name, form_class in SECTIONS.items():
             context[f"{name}_form"] = forms.get(name) or form_class(instance=settings)

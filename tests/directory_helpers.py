@@ -96,6 +96,7 @@ def configure(domain: Domain, directory: Directory, **values: Any) -> DirectoryS
         "server_type": "generic",
         "login_source": "dn",
         "page_size": 100,
+        "allow_plain_bind": True,  # the test slapd listens on plain ldap:// on loopback
         **values,
     }
     saved, _ = save_directory_settings(

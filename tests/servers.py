@@ -114,7 +114,7 @@ def celery_worker(
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "icewarp_admin", "worker", "--pool=prefork",
              "--concurrency=2", "--loglevel=DEBUG", "-n", f"test-{os.getpid()}@%h", "--without-gossip",
-             "--without-mingle"],
+             "--without-mingle", "--queues=celery,schedule"],
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip

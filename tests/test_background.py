@@ -267,7 +267,7 @@ def test_withheld_removals_approve_and_dismiss_per_role(
     domain = create_domain(name="example.com")
     directory = new_directory(slapd)
     dns = [directory.add_person(f"w{number}") for number in range(3)]
-    configure(domain, directory)
+    configure(domain, directory, removal_grace_days=0)
     sync(domain)
     set_system_variable(name="C_System_ADSyncMaxDeleteThreshold", value=1)
     directory.delete(*dns[:2])
@@ -300,7 +300,12 @@ def test_an_approval_checks_the_directory_again(slapd: SlapdInstance, admin: Cli
     domain = create_domain(name="example.com")
     directory = new_directory(slapd)
     dns = [directory.add_person(f"back{number}", employeeType="staff") for number in range(3)]
-    configure(domain, directory, account_filter="(&(objectClass=inetOrgPerson)(employeeType=staff))")
+    configure(
+        domain,
+        directory,
+        account_filter="(&(objectClass=inetOrgPerson)(employeeType=staff))",
+        removal_grace_days=0,
+    )
     sync(domain)
     set_system_variable(name="C_System_ADSyncMaxDeleteThreshold", value=1)
     for dn in dns[:2]:

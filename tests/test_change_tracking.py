@@ -80,7 +80,12 @@ def test_syncrepl_reads_only_what_changed(domain: Domain, directory: Directory) 
     dave = directory.add_person("dave")
     for number in range(20):
         directory.add_person(f"p{number:02d}")
-    configure(domain, directory, account_filter="(&(objectClass=inetOrgPerson)(!(employeeType=gone)))")
+    configure(
+        domain,
+        directory,
+        account_filter="(&(objectClass=inetOrgPerson)(!(employeeType=gone)))",
+        removal_grace_days=0,
+    )
     first = sync(domain)
     assert first.full_scan and first.tracking == "full read: first run"
     assert counts(first)["created"] == 24
@@ -121,7 +126,7 @@ def test_a_restart_of_the_server_loses_nothing(domain: Domain, slapd: SlapdInsta
         directory = new_directory(server)
         people = [directory.add_person(f"r{number}") for number in range(5)]
         kept, dropped = add_group(directory, "kept", people[1:3]), add_group(directory, "dropped", people[3:])
-        configure(domain, directory, group_filter=GROUP_FILTER)
+        configure(domain, directory, group_filter=GROUP_FILTER, removal_grace_days=0)
         assert counts(sync(domain))["created"] == 5
         server.stop()
         server.restart()  # syncprov's session log is in memory: gone
@@ -142,7 +147,7 @@ def test_a_restart_of_the_server_loses_nothing(domain: Domain, slapd: SlapdInsta
 def test_a_lost_or_stale_position_means_a_full_read(domain: Domain, directory: Directory) -> None:
     dn = directory.add_person("erin")
     directory.add_person("frank")
-    configure(domain, directory)
+    configure(domain, directory, removal_grace_days=0)
     sync(domain)
     state = SyncState.objects.get(domain=domain)
     state.cursor = {}  # lost
@@ -209,7 +214,12 @@ def test_servers_without_syncrepl_are_followed_by_timestamp_and_an_id_scan(
     keep = directory.add_person("jane")
     gone = directory.add_person("kyle")
     moved_out = directory.add_person("lena")
-    configure(domain, directory, account_filter="(&(objectClass=inetOrgPerson)(!(employeeType=gone)))")
+    configure(
+        domain,
+        directory,
+        account_filter="(&(objectClass=inetOrgPerson)(!(employeeType=gone)))",
+        removal_grace_days=0,
+    )
     assert counts(sync(domain))["created"] == 3
     quiet = sync(domain)
     assert quiet.tracking == "modifyTimestamp" and not quiet.full_scan
@@ -397,7 +407,7 @@ def test_the_run_summary_names_its_phases(domain: Domain, directory: Directory) 
 
 def test_a_withheld_removal_is_found_again_until_it_is_applied(domain: Domain, directory: Directory) -> None:
     people = [directory.add_person(f"z{number}") for number in range(3)]
-    configure(domain, directory)
+    configure(domain, directory, removal_grace_days=0)
     sync(domain)
     set_system_variable(name="C_System_ADSyncMaxDeleteThreshold", value=1)
     directory.delete(people[0], people[1])

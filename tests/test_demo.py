@@ -126,7 +126,7 @@ def test_demo_up_serves_the_console_and_down_stops_everything(tmp_path: Path) ->
         pids = _read_pids(var_dir / "demo" / "pids.json")
         down = _demo("down", var_dir, env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert set(pids) == {"web", "worker", "beat", "slapd", "redis"}
+    assert set(pids) == {"web", "worker", "beat", "watcher", "slapd", "redis"}
     live = _live_processes()
     # Neither the processes themselves nor their children (gunicorn workers, the worker's pool) are left.
     assert not [name for name, pid in pids.items() if pid in live or pid in live.values()]

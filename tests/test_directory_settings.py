@@ -261,3 +261,34 @@ def test_no_role_sees_nothing(domain: Domain, client_for: Callable[[str | None],
     client = client_for(None)
     assert client.get(TAB).status_code == 403
     assert client.get("/domains/example.com/directory/history/").status_code == 403
+
+
+def test_the_upgrade_keeps_domains_that_bind_in_clear_working(domain: Domain) -> None:
+    """Migration 0009 (ALLOWPLAINBIND) opts in exactly the domains that already sent a password in clear."""
+    import importlib
+
+    from django.apps import apps
+
+    from icewarp_admin.mailserver.services.domains import create_domain
+
+    migration = importlib.import_module("directory_sync.migrations.0009_directorysettings_allow_plain_bind")
+    cases = {
+        "plain.example": ("dc1.example.com", "", False, "pw"),
+        "backup.example": ("ldaps://dc1.example.com", "dc2.example.com", False, "pw"),
+        "tls.example": ("ldaps://dc1.example.com", "", False, "pw"),
+        "starttls.example": ("ldap://dc1.example.com", "", True, "pw"),
+        "anonymous.example": ("ldap://dc1.example.com", "", False, ""),
+    }
+    for name, (host, backup, starttls, password) in cases.items():
+        row = DirectorySettings.objects.create(
+            domain=create_domain(name=name), host=host, backup_host=backup, use_starttls=starttls
+        )
+        if password:
+            row.set_bind_password(password)
+            row.save()
+    migration.keep_existing_plain_binds(apps, None)
+    allowed = set(
+        DirectorySettings.objects.filter(allow_plain_bind=True).values_list("domain__name", flat=True)
+    )
+    assert allowed == {"plain.example", "backup.example"}
+    assert not DirectorySettings._meta.get_field("allow_plain_bind").default  # new domains: off

@@ -107,7 +107,7 @@ BAD_POSTS = [
             "C_System_ADSyncMaxDeleteThreshold": "0",
             "C_System_ADSyncLogType": "2",
         },
-        "greater than or equal to 1",
+        "must be between 1 and 1440",
     ),
     (
         "/system/settings/",

@@ -131,6 +131,7 @@ def options(
     starttls: bool = False,
     verify: bool = True,
     timeout: float = 5,
+    plain: bool = True,
 ) -> SessionOptions:
     return SessionOptions(
         endpoints=tuple(endpoint_from_host(url) for url in urls),
@@ -140,6 +141,7 @@ def options(
         verify_certificate=verify,
         ca_bundle_pem=ca,
         timeout_seconds=timeout,
+        allow_plain_bind=plain,
     )
 
 
@@ -173,6 +175,22 @@ def test_bind_as_admin_and_as_reader_over_plain_ldap(slapd: SlapdInstance, conne
     assert session.closed
     with connect(reader(slapd)) as session:
         assert session.who_am_i() == f"dn:{slapd.reader_dn}"
+
+
+def test_a_password_is_not_sent_in_clear_unless_allowed(slapd: SlapdInstance, connect: Connect) -> None:
+    refused = options(slapd.ldap_url, user=slapd.admin_dn, password=slapd.admin_password, plain=False)
+    with pytest.raises(DirectoryError) as caught:
+        connect(refused)
+    assert caught.value.kind == "config" and "ALLOWPLAINBIND" in caught.value.message
+    assert slapd.admin_password not in str(caught.value)
+    with connect(options(slapd.ldap_url, plain=False)) as session:  # anonymous: no password to protect
+        assert not session.who_am_i()
+    allowed = options(
+        slapd.ldap_url, user=slapd.admin_dn, password=slapd.admin_password, plain=False, starttls=True,
+        ca=slapd.ca_cert.read_text(),
+    )  # fmt: skip
+    with connect(allowed) as session:
+        assert session.who_am_i() == f"dn:{slapd.admin_dn}"
 
 
 def test_starttls_with_the_servers_ca(slapd: SlapdInstance, connect: Connect) -> None:

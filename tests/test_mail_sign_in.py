@@ -18,7 +18,7 @@ from devservers.slapd import SlapdInstance, start_slapd
 from directory_sync.auth import authenticate, change_password, clear_failures
 from directory_sync.auth import passwords as auth_passwords
 from directory_sync.ldap.binds import BindVerdict, _Link, _password_modify
-from directory_sync.ldap.connection import Endpoint
+from directory_sync.ldap.connection import Endpoint, SessionOptions
 from directory_sync.models import DirectorySettings, SignIn
 from icewarp_admin.mailserver.models import Account, Domain, SystemVariable
 from icewarp_admin.mailserver.services.accounts import AccountSettings, create_account, update_account
@@ -122,6 +122,14 @@ def test_an_empty_password_never_becomes_an_anonymous_bind(ann: str) -> None:
     result = sign_in("ann@example.com", "")
     assert (result.ok, result.reason) == (False, "bad_password")
     assert SignIn.objects.get().host == ""
+
+
+def test_a_password_is_not_sent_in_clear_unless_the_domain_allows_it(ann: str) -> None:
+    DirectorySettings.objects.filter(domain__name="example.com").update(allow_plain_bind=False)
+    result = sign_in("ann@example.com", PASSWORD)
+    assert (result.ok, result.reason) == (False, "directory_down")
+    record = SignIn.objects.get()
+    assert "ALLOWPLAINBIND" in record.detail and PASSWORD not in record.detail
 
 
 def test_a_group_address_is_not_an_account(directory: Directory, domain: Domain) -> None:
@@ -383,7 +391,8 @@ class _RefusingExop:
 
 def test_a_server_without_password_modify_gets_userpassword_replaced() -> None:
     conn = _RefusingExop()
-    link = _Link(conn, None, Endpoint("127.0.0.1", 389, False), 5.0)
+    endpoint = Endpoint("127.0.0.1", 389, False)
+    link = _Link(conn, None, endpoint, SessionOptions(endpoints=(endpoint,), bind_user="", bind_password=""))
     outcome = _password_modify(link, identity=None, user_dn="uid=x,dc=y", old="a", new="Bb-1", secrets=())
     assert outcome is not None and outcome.ok
     assert conn.modified == [("uid=x,dc=y", [(ldap.MOD_REPLACE, "userPassword", [b"Bb-1"])])]

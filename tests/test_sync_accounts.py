@@ -348,7 +348,7 @@ def test_removal_keeps_the_mailbox_unless_all_data_deletion(
 ) -> None:
     dn_p = directory.add_person("paul")
     dn_q = directory.add_person("quinn")
-    configure(domain, directory)
+    configure(domain, directory, removal_grace_days=0)
     sync(domain)
     paul_box, quinn_box = account("paul").mailbox_path, account("quinn").mailbox_path
     directory.delete(dn_p)
@@ -369,7 +369,12 @@ def test_removal_keeps_the_mailbox_unless_all_data_deletion(
 def test_an_entry_that_no_longer_matches_the_filter_is_removed(domain: Domain, directory: Directory) -> None:
     directory.add_person("rita", employeeType="staff")
     directory.add_person("sam", employeeType="staff")
-    configure(domain, directory, account_filter="(&(objectClass=inetOrgPerson)(employeeType=staff))")
+    configure(
+        domain,
+        directory,
+        account_filter="(&(objectClass=inetOrgPerson)(employeeType=staff))",
+        removal_grace_days=0,
+    )
     sync(domain)
     directory.modify(f"uid=sam,{directory.base_dn}", employeeType="former")
     run = sync(domain)
@@ -426,7 +431,9 @@ def test_a_directory_that_dies_mid_run_changes_nothing(
     server = start_slapd(tmp_path / "dying", ldifs=[people_ldif(1500)])
     try:
         directory = Directory(slapd=server, base_dn="dc=example,dc=com")
-        configure(domain, directory, account_filter="(&(objectClass=inetOrgPerson)(mail=*))")
+        configure(
+            domain, directory, account_filter="(&(objectClass=inetOrgPerson)(mail=*))", removal_grace_days=0
+        )
         assert sync(domain).status == "succeeded"
         before = json.dumps(domain_export(domain=domain), sort_keys=True)
         server.ldapmodify("dn: uid=p00001,dc=example,dc=com\nchangetype: modify\nreplace: cn\ncn: Renamed\n")
@@ -471,7 +478,7 @@ def test_a_dry_run_records_exactly_what_the_real_run_then_does(domain: Domain, d
     dn_a = directory.add_person("vera", mail=["vera@example.com", "v@example.com"])
     dn_b = directory.add_person("walt")
     directory.add_person("xena")
-    configure(domain, directory)
+    configure(domain, directory, removal_grace_days=0)
     sync(domain)
     directory.modify(dn_a, mail="veronica@example.com", title="Boss")
     directory.delete(dn_b)
@@ -603,3 +610,18 @@ def test_entries_without_a_change_stamp_are_compared_and_named_unless_expected(
     run = sync(domain)
     assert counts(run)["updated"] == 1 and account("stampless").full_name == "Renamed Person"
     assert not any("employeeNumber" in warning for warning in run.warnings)
+
+
+def test_a_new_entry_with_the_id_of_an_unchanged_one_does_not_take_its_account(
+    domain: Domain, directory: Directory
+) -> None:
+    first = directory.add_person("idholder", employeeNumber="e-1")
+    configure(domain, directory, guid_attribute="employeeNumber")
+    sync(domain)
+    copy = directory.add_person("idcopy", employeeNumber="e-1")
+    run = sync(domain)  # the holder's entry is unchanged: it is not even mapped
+    held = account("idholder")
+    assert (held.directory_dn, held.directory_guid) == (first, "e-1")
+    assert not Account.objects.filter(username="idcopy").exists()
+    [conflict] = events(run, "conflict")
+    assert conflict.dn == copy and "two entries with the id e-1" in conflict.reason

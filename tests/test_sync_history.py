@@ -38,7 +38,8 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 CSV_HEADER = [
     "run id", "domain", "trigger", "dry run", "requested by", "status", "created", "started", "finished",
-    "duration s", "accounts created", "accounts updated", "accounts renamed", "accounts removed",
+    "duration s", "accounts created", "accounts updated", "accounts renamed", "accounts disabled",
+    "accounts removed",
     "accounts unchanged", "accounts skipped", "groups created", "groups updated", "groups renamed",
     "groups removed", "groups unchanged", "groups skipped", "conflicts", "removals withheld", "warnings",
     "errors",

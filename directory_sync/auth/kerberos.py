@@ -14,7 +14,7 @@ import gssapi
 import gssapi.exceptions
 
 from directory_sync.auth.krb5_tokens import TokenError, error_code, ticket_facts
-from directory_sync.keytabs import KeytabEntry, KeytabError, enctype_name, file_name_for, parse_keytab
+from directory_sync.keytabs import KeytabEntry, KeytabError, enctype_name, file_name_for, read_keytab_file
 from directory_sync.services.keytabs import keytab_folder
 
 logger = logging.getLogger(__name__)
@@ -85,15 +85,13 @@ def keytab_entries(principal: str) -> list[KeytabEntry]:
     """The keys (without key bytes) in the service principal's keytab; TicketRefused when there is none."""
     path = keytab_file(principal)
     try:
-        data = path.read_bytes()
+        return read_keytab_file(path)
     except FileNotFoundError:
         raise TicketRefused(
             "no_keytab",
             f"There is no keytab for {principal}: upload it on the Directory Service tab or place the file "
             f"{path.name} in {path.parent} (exported by the domain controller for that principal)",
         ) from None
-    try:
-        return parse_keytab(data)
     except KeytabError as exc:
         raise TicketRefused("bad_keytab", f"The keytab {path.name} cannot be read: {exc}") from None
 

@@ -3,6 +3,7 @@ and syncrepl; sessions, paged searches and the root DSE, as plain data."""
 
 from directory_sync.ldap.bulk import BulkSession, SyncMessage, open_bulk_session
 from directory_sync.ldap.connection import (
+    ENCRYPTION_FIX,
     DirectorySession,
     Endpoint,
     SessionOptions,
@@ -19,6 +20,7 @@ from directory_sync.ldap.rootdse import RootDse
 
 __all__ = [
     "BINARY_ATTRIBUTES",
+    "ENCRYPTION_FIX",
     "ERROR_KINDS",
     "BulkSession",
     "DirectoryError",

@@ -20,7 +20,7 @@ from ldap.controls import DecodeControlTuples
 from ldap.controls.ppolicy import PasswordPolicyControl
 
 from directory_sync.ldap.bulk import connect_endpoint, translate_ldap_error
-from directory_sync.ldap.connection import Endpoint, SessionOptions, first_working
+from directory_sync.ldap.connection import Endpoint, SessionOptions, first_working, refuse_plain_bind
 from directory_sync.ldap.errors import DirectoryError, active_directory_bind_reason
 from directory_sync.ldap.filters import escape_value
 
@@ -97,11 +97,13 @@ class ChangeOutcome:
 class _Link:
     """One unbound (then bound) python-ldap connection; first_working() hands it the failover bookkeeping."""
 
-    def __init__(self, conn: Any, ca_file: str | None, endpoint: Endpoint, timeout: float) -> None:
+    def __init__(self, conn: Any, ca_file: str | None, endpoint: Endpoint, options: SessionOptions) -> None:
         self.conn = conn
         self.ca_file = ca_file
         self.endpoint = endpoint
-        self.timeout = timeout
+        self.options = options
+        self.timeout = options.timeout_seconds
+        self.bind_timeout = options.open_timeout_seconds
         self.skipped: tuple[DirectoryError, ...] = ()
 
     def close(self) -> None:
@@ -115,7 +117,7 @@ class _Link:
 
 def _open_link(endpoint: Endpoint, options: SessionOptions) -> _Link:
     conn, ca_file = connect_endpoint(endpoint, options)
-    return _Link(conn, ca_file, endpoint, options.timeout_seconds)
+    return _Link(conn, ca_file, endpoint, options)
 
 
 def _details(exc: BaseException) -> dict[str, Any]:
@@ -147,7 +149,8 @@ def _warning(control: Any) -> str:
 def _fail(
     exc: ldap.LDAPError, link: _Link, secrets: tuple[str, ...], stage: Literal["bind", "search"] = "search"
 ) -> DirectoryError:
-    return translate_ldap_error(exc, stage, endpoint=link.endpoint, timeout=link.timeout, secrets=secrets)
+    timeout = link.bind_timeout if stage == "bind" else link.timeout
+    return translate_ldap_error(exc, stage, endpoint=link.endpoint, timeout=timeout, secrets=secrets)
 
 
 def _bind(link: _Link, login: str, password: str) -> BindVerdict:
@@ -156,9 +159,11 @@ def _bind(link: _Link, login: str, password: str) -> BindVerdict:
     if not password:
         # An empty password makes a simple bind "unauthenticated", which most servers accept as anonymous.
         return BindVerdict("bad_password", _VERDICT_WORDS["bad_password"], host)
+    # The domain's own options decide (the link was opened with them, less the bind user).
+    refuse_plain_bind(link.endpoint, link.options, password=password)
     try:
         msgid = link.conn.simple_bind(login, password, serverctrls=[PasswordPolicyControl()])
-        _, _, _, controls = link.conn.result3(msgid, all=1, timeout=link.timeout)
+        _, _, _, controls = link.conn.result3(msgid, all=1, timeout=link.bind_timeout)
     except ldap.INVALID_CREDENTIALS as exc:
         details = _details(exc)
         control = _ppolicy(details.get("ctrls"))
@@ -270,8 +275,9 @@ def _service_link(service: SessionOptions) -> _Link:
         )
     link = first_working(service, _open_link)
     try:
+        refuse_plain_bind(link.endpoint, service, password=service.bind_password)
         msgid = link.conn.simple_bind(service.bind_user, service.bind_password)
-        link.conn.result3(msgid, all=1, timeout=link.timeout)
+        link.conn.result3(msgid, all=1, timeout=link.bind_timeout)
     except ldap.LDAPError as exc:
         link.close()
         raise _fail(exc, link, (service.bind_password,), "bind") from None

@@ -29,6 +29,7 @@ from directory_sync.ldap.connection import (
     SessionOptions,
     first_working,
     open_endpoint,
+    refuse_plain_bind,
 )
 from directory_sync.ldap.entries import Entry
 from directory_sync.ldap.errors import (
@@ -521,7 +522,9 @@ def translate_ldap_error(
 
 
 def _probe_tcp(endpoint: Endpoint, timeout: float) -> None:
-    """A plain TCP connect first: libldap reports a refused or silent port only as "Can't contact"."""
+    """A plain TCP connect first: libldap reports a refused or silent port only as "Can't contact". Over
+    LDAPS, the TLS handshake too: libldap waits for it with no timeout at all (its non-blocking TLS is not
+    built in), so a server that accepts connections and never answers would hold the run for good."""
     try:
         infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
@@ -533,6 +536,8 @@ def _probe_tcp(endpoint: Endpoint, timeout: float) -> None:
         with socket.socket(family, kind, proto) as sock:
             sock.settimeout(timeout)
             sock.connect(address)
+            if endpoint.use_ssl:
+                _probe_handshake(sock, endpoint, timeout)
     except TimeoutError:
         raise DirectoryError(
             "timeout", f"No answer from {endpoint.where} within {seconds_text(timeout)} (while connecting)",
@@ -546,6 +551,24 @@ def _probe_tcp(endpoint: Endpoint, timeout: float) -> None:
         raise DirectoryError(
             "tcp", f"Cannot connect to {endpoint.where}: {exc.strerror or exc}", host=endpoint.url
         ) from None
+
+
+def _probe_handshake(sock: socket.socket, endpoint: Endpoint, timeout: float) -> None:
+    """Whether the server answers a TLS handshake at all (what it presents is libldap's to judge, after)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with context.wrap_socket(sock, server_hostname=endpoint.host):
+            pass
+    except TimeoutError:
+        raise DirectoryError(
+            "timeout",
+            f"No answer from {endpoint.where} within {seconds_text(timeout)} (during the TLS handshake)",
+            host=endpoint.url,
+        ) from None
+    except (ssl.SSLError, OSError):
+        pass  # it answered; libldap's own handshake says what is wrong
 
 
 def _ca_file(options: SessionOptions) -> str | None:
@@ -577,15 +600,19 @@ def _system_ca_file() -> str | None:
 
 def connect_endpoint(endpoint: Endpoint, options: SessionOptions) -> tuple[Any, str | None]:
     """A python-ldap connection to one endpoint, StartTLS done when asked, not bound yet; and the temporary CA
-    file it reads (the caller removes it). Binding as the bind user or as a mail user is the caller's."""
-    _probe_tcp(endpoint, options.timeout_seconds)
+    file it reads (the caller removes it). Binding as the bind user or as a mail user is the caller's, waiting
+    at most options.open_timeout_seconds for the answer."""
+    opening = options.open_timeout_seconds
+    _probe_tcp(endpoint, opening)
     ca_file = _ca_file(options)
     conn = ldap.initialize(endpoint.url)
     try:
         conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
         conn.set_option(ldap.OPT_REFERRALS, 0)
-        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, options.timeout_seconds)
-        conn.set_option(ldap.OPT_TIMEOUT, options.timeout_seconds)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, opening)
+        # Synchronous calls without a timeout of their own (StartTLS, the LDAPS handshake's bind) wait as long
+        # as a bind; the search timeout applies once the connection stands.
+        conn.set_option(ldap.OPT_TIMEOUT, opening)
         if endpoint.use_ssl or options.use_starttls:
             conn.set_option(
                 ldap.OPT_X_TLS_REQUIRE_CERT,
@@ -600,10 +627,11 @@ def connect_endpoint(endpoint: Endpoint, options: SessionOptions) -> tuple[Any, 
             conn.start_tls_s()
         elif endpoint.use_ssl:
             _handshake(conn)
+        conn.set_option(ldap.OPT_TIMEOUT, options.timeout_seconds)
     except ldap.LDAPError as exc:
         _discard(conn, ca_file)
         stage: Stage = "starttls" if options.use_starttls and not endpoint.use_ssl else "connect"
-        error = translate_ldap_error(exc, stage, endpoint=endpoint, timeout=options.timeout_seconds)
+        error = translate_ldap_error(exc, stage, endpoint=endpoint, timeout=opening)
         if error.kind in ("tcp", "tls", "connection_lost") and (endpoint.use_ssl or options.use_starttls):
             raise _tls_diagnosis(endpoint, options, error) from None
         raise error from None
@@ -643,15 +671,20 @@ def open_bulk_endpoint(endpoint: Endpoint, options: SessionOptions) -> BulkSessi
         conn, endpoint, timeout_seconds=options.timeout_seconds, secret=options.bind_password, ca_file=ca_file
     )
     try:
+        refuse_plain_bind(endpoint, options, password=options.bind_password if options.bind_user else "")
         if options.bind_user:
             msgid = conn.simple_bind(options.bind_user, options.bind_password)
         else:
             msgid = conn.simple_bind("", "")
-        conn.result3(msgid, all=1, timeout=options.timeout_seconds)
+        conn.result3(msgid, all=1, timeout=options.open_timeout_seconds)
     except ldap.LDAPError as exc:
         session.close()
         error = translate_ldap_error(
-            exc, "bind", endpoint=endpoint, timeout=options.timeout_seconds, secrets=(options.bind_password,)
+            exc,
+            "bind",
+            endpoint=endpoint,
+            timeout=options.open_timeout_seconds,
+            secrets=(options.bind_password,),
         )
         if error.kind in ("tcp", "tls", "connection_lost") and (endpoint.use_ssl or options.use_starttls):
             raise _tls_diagnosis(endpoint, options, error) from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from ldap3 import ANONYMOUS, AUTO_BIND_NONE, NONE, SIMPLE, SYNC, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 LDAP_PORT: Final = 389
 LDAPS_PORT: Final = 636
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+# A server that accepted the connection answers a bind in milliseconds; one that does not is given up on
+# sooner than a search would be: a directory that never answers holds a worker seconds, not the whole timeout.
+DEFAULT_BIND_TIMEOUT_SECONDS: Final = 5.0
 
 # Active Directory: return deleted objects (tombstones) as well; how removals are found between full reads.
 SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
@@ -67,6 +71,14 @@ class SessionOptions:
     verify_certificate: bool = True
     ca_bundle_pem: str = ""
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    # ALLOWPLAINBIND: a password may cross the network in clear (ldap:// without StartTLS). Off by default.
+    allow_plain_bind: bool = False
+    bind_timeout_seconds: float = DEFAULT_BIND_TIMEOUT_SECONDS
+
+    @property
+    def open_timeout_seconds(self) -> float:
+        """How long connecting, TLS and the bind may take: the bind timeout, never more than the timeout."""
+        return min(self.timeout_seconds, self.bind_timeout_seconds)
 
 
 def endpoint_from_host(value: str, *, role: str = "host") -> Endpoint:
@@ -106,7 +118,29 @@ def options_from_settings(settings: DirectorySettings) -> SessionOptions:
         verify_certificate=settings.verify_certificate,
         ca_bundle_pem=settings.ca_bundle or "",
         timeout_seconds=float(settings.timeout_seconds or DEFAULT_TIMEOUT_SECONDS),
+        allow_plain_bind=settings.allow_plain_bind,
+        bind_timeout_seconds=float(django_settings.DIRECTORY_BIND_TIMEOUT_SECONDS),
     )
+
+
+ENCRYPTION_FIX = "use ldaps:// (usually port 636) or turn on “Use StartTLS on ldap://”"
+PLAIN_BIND_FIX = (
+    f"{ENCRYPTION_FIX}; on a network you trust, tick “Allow unencrypted bind” (ALLOWPLAINBIND) instead"
+)
+
+
+def refuse_plain_bind(endpoint: Endpoint, options: SessionOptions, *, password: str) -> None:
+    """Refuse to send a password over an unencrypted connection unless the domain allows it.
+
+    Called just before each simple bind with a password (the bind user's or a mail user's), after the
+    connection and StartTLS: an unreachable server is reported as such first, and nothing secret has left yet.
+    """
+    if password and not endpoint.use_ssl and not options.use_starttls and not options.allow_plain_bind:
+        raise DirectoryError(
+            "config",
+            f"The password would cross the network unencrypted to {endpoint.url}: {PLAIN_BIND_FIX}",
+            host=endpoint.url,
+        )
 
 
 def make_ssl_context(verify: bool, ca_bundle_pem: str = "") -> ssl.SSLContext:
@@ -166,7 +200,7 @@ def _new_connection(endpoint: Endpoint, options: SessionOptions, *, verify: bool
         use_ssl=endpoint.use_ssl,
         tls=tls,
         get_info=NONE,
-        connect_timeout=options.timeout_seconds,
+        connect_timeout=options.open_timeout_seconds,
     )
     conn = Connection(
         server,
@@ -175,14 +209,19 @@ def _new_connection(endpoint: Endpoint, options: SessionOptions, *, verify: bool
         authentication=SIMPLE if options.bind_user else ANONYMOUS,
         auto_bind=AUTO_BIND_NONE,
         client_strategy=SYNC,
-        # ldap3 packs this into SO_RCVTIMEO with struct "LL": a float raises struct.error.
-        receive_timeout=max(1, math.ceil(options.timeout_seconds)),
+        # Until the bind is done (open_endpoint then waits the search timeout). ldap3 packs this into
+        # SO_RCVTIMEO with struct "LL": a float raises struct.error.
+        receive_timeout=_whole_seconds(options.open_timeout_seconds),
         auto_referrals=False,
         raise_exceptions=True,
         read_only=True,
         return_empty_attributes=False,
     )
     return conn, tls
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
 
 
 def _close_quietly(conn: Any) -> None:
@@ -219,7 +258,7 @@ def open_endpoint(
             stage,
             where=endpoint.where,
             host=endpoint.url,
-            timeout=options.timeout_seconds,
+            timeout=options.open_timeout_seconds,
             secrets=(options.bind_password,),
             tls_failure=tls.failure if tls else None,
         )
@@ -234,6 +273,7 @@ def open_endpoint(
             started = time.perf_counter()
             conn.start_tls(read_server_info=False)
             timings["starttls"] = (time.perf_counter() - started) * 1000
+        refuse_plain_bind(endpoint, options, password=options.bind_password if options.bind_user else "")
         stage = "bind"
         started = time.perf_counter()
         # The password lives in the ldap3 objects only for the bind: Connection.__repr__ prints it, and
@@ -245,6 +285,9 @@ def open_endpoint(
             conn.password = None
             conn.request = None
         timings["bind"] = (time.perf_counter() - started) * 1000
+        # ldap3 sets the receive timeout only when it opens the socket: from here on, searches wait longer.
+        conn.receive_timeout = _whole_seconds(options.timeout_seconds)
+        conn.socket.settimeout(conn.receive_timeout)
     except (LDAPException, OSError) as exc:
         _close_quietly(conn)
         raise fail(exc, stage) from None

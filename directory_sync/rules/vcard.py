@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
+from directory_sync.rules.secret_attributes import is_secret_attribute
+
 __all__ = [
     "DEFAULT_VCARD_MAP",
     "AttributeValues",
@@ -179,6 +181,12 @@ def _parse_placeholder(number: int, line: str, content: str) -> Placeholder:
                 line,
                 f"“{name}” in “{shown}” is not an attribute name: it starts with a letter and has only "
                 "letters, digits and hyphens",
+            )
+        if is_secret_attribute(name):
+            raise _fail(
+                number,
+                line,
+                f"“{name}” may hold a password or a key: the sync never copies it into personal data",
             )
     return Placeholder(names=tuple(name.lower() for name in names), required=required)
 

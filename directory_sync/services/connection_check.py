@@ -17,6 +17,7 @@ from cryptography import x509
 
 from directory_sync.auth.kerberos import check_service
 from directory_sync.ldap import (
+    ENCRYPTION_FIX,
     DirectoryError,
     DirectorySession,
     Endpoint,
@@ -30,6 +31,8 @@ from directory_sync.ldap import (
 )
 from directory_sync.ldap.filters import FilterError, normalize_filter
 from directory_sync.models import DirectorySettings
+from directory_sync.rules.secret_attributes import is_secret_attribute
+from directory_sync.sync.config import ACCOUNT_ATTRIBUTES, build_config
 
 SAMPLE_SIZE: Final = 20
 IDENTITY_PROBE_SIZE: Final = 5
@@ -38,25 +41,24 @@ COUNT_BUDGET_S: Final = 6.0
 CERTIFICATE_WARNING_DAYS: Final = 30
 ALL_OBJECTS: Final = "(objectClass=*)"
 HIDDEN: Final = "(hidden)"
-# Never shown in the sample, even when an administrator bind can read them.
-SECRET_ATTRIBUTES: Final[frozenset[str]] = frozenset(
-    name.lower()
-    for name in (
-        "userPassword",
-        "authPassword",
-        "unicodePwd",
-        "dBCSPwd",
-        "ntPwdHistory",
-        "lmPwdHistory",
-        "supplementalCredentials",
-        "sambaNTPassword",
-        "sambaLMPassword",
-        "sambaPasswordHistory",
-        "krbPrincipalKey",
-        "msDS-ManagedPassword",
-        "userPKCS12",
-    )
-)
+
+
+def sample_attributes(settings: DirectorySettings) -> list[str]:
+    """What the sample asks for: the attributes the sync's mapping reads (accounts' and groups', the vCard
+    map's, objectClass, the id and the change stamp). Never `*`: an administrator's bind would also return
+    every secret the entries hold, for helpdesk to see and the check's record to keep."""
+    try:
+        config = build_config(settings)
+    except ValueError:  # an invalid filter or vCard map: the sync refuses to run, the check says why
+        names = [
+            *ACCOUNT_ATTRIBUTES,
+            settings.username_attribute,
+            settings.effective_guid_attribute,
+            settings.effective_change_stamp_attribute,
+        ]
+    else:
+        names = [*config.account_attributes(), *config.group_attributes()]
+    return list({name.lower(): name for name in names if name}.values())
 
 
 @dataclass
@@ -316,7 +318,7 @@ def _show_values(
     name: str, values: list[Value], *, guid_attribute: str, decode_guid: Callable[[bytes | str], str]
 ) -> list[str]:
     """Values for display: secrets hidden, the binary GUID as text, other binary as b64:..., long text cut."""
-    if name.split(";", 1)[0].lower() in SECRET_ATTRIBUTES:
+    if is_secret_attribute(name):
         return [HIDDEN]
     shown: list[str] = []
     for value in values:
@@ -417,12 +419,19 @@ def _check_data(session: DirectorySession, settings: DirectorySettings, result: 
 
     if users_filter is None:
         return
+    attributes = sample_attributes(settings)
+    secrets = [name for name in attributes if is_secret_attribute(name)]
+    if secrets:
+        warnings.append(
+            f"The settings make the sync read {', '.join(secrets)}, which may hold passwords or keys: take "
+            "them out of the vCard map and the username attribute (the sample shows them as hidden)"
+        )
     sample: list[dict[str, Any]] = result["sample"]
     try:
         for entry in session.paged_search(
             base,
             users_filter,
-            ["*", guid, stamp],
+            attributes,
             page_size=SAMPLE_SIZE,
             size_limit=SAMPLE_SIZE,
             binary_attributes=binary,
@@ -487,7 +496,10 @@ def _identity(
     identity["change_stamp_readable"] = any(e.has(stamp) for e in entries)
     if with_guid:
         first = with_guid[0].first(guid)
-        identity["guid_example"] = decode_guid(first) if first is not None else None
+        if is_secret_attribute(guid):
+            identity["guid_example"] = HIDDEN
+        else:
+            identity["guid_example"] = decode_guid(first) if first is not None else None
     problems = [
         f"The bind user cannot read {name}: every sync will reprocess every entry (slow on large directories)"
         for name, readable in ((guid, identity["guid_readable"]), (stamp, identity["change_stamp_readable"]))
@@ -576,8 +588,12 @@ def run_connection_check(settings: DirectorySettings) -> dict[str, Any]:
         warnings.append(
             "The server's certificate is not verified: anyone on the network path could pose as the directory"
         )
-    if options.bind_password and any(not e.use_ssl for e in options.endpoints) and not options.use_starttls:
-        warnings.append("The bind password travels unencrypted: use ldaps:// or StartTLS")
+    plain = [e.url for e in options.endpoints if not e.use_ssl]
+    if options.bind_password and plain and not options.use_starttls and options.allow_plain_bind:
+        warnings.append(
+            f"The bind password travels unencrypted to {', '.join(plain)} (“Allow unencrypted bind” is on): "
+            f"{ENCRYPTION_FIX}, then turn “Allow unencrypted bind” off"
+        )
 
     session: DirectorySession | None = None
     bound: dict[str, Any] | None = None

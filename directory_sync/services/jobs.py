@@ -17,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from directory_sync.models import BackgroundJob, ConnectionCheck, JobStatus, SyncRun
+from directory_sync.services.alerts import alerts_after_run
 
 logger = logging.getLogger("directory_sync.jobs")
 
@@ -55,7 +56,11 @@ def failure_fields(job: BackgroundJob, message: str) -> dict[str, Any]:
 
 
 def reap_abandoned() -> int:
-    """Fail jobs whose worker died (no heartbeat) or whose task never arrived; their domain is free again."""
+    """Fail jobs whose worker died (no heartbeat) or whose task never arrived; their domain is free again.
+
+    Beat runs it every SYNC_REAP_SECONDS (and each tick first): a dead job is failed between
+    SYNC_ABANDONED_AFTER_SECONDS and that plus SYNC_REAP_SECONDS after its last beat.
+    """
     now = timezone.now()
     silent_since = now - timedelta(seconds=settings.SYNC_ABANDONED_AFTER_SECONDS)
     reaped = 0
@@ -82,6 +87,9 @@ def _fail_stale(job: BackgroundJob, reason: str) -> int:
     updated = type(job)._default_manager.filter(pk=job.pk, status=job.status).update(**fields)
     if updated:
         logger.warning("%s of domain %s abandoned: %s", type(job).__name__, job.domain_id, reason)
+        if isinstance(job, SyncRun):
+            # A run that died never reaches execute_run's end: its failure alerts from here.
+            alerts_after_run(run=SyncRun.objects.select_related("domain").get(pk=job.pk))
     return updated
 
 

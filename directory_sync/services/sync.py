@@ -16,40 +16,65 @@ from django.utils import timezone
 from directory_sync.ldap import DirectoryError
 from directory_sync.models import JobStatus, SyncRun
 from directory_sync.secrets import SecretUnreadable
+from directory_sync.services.alerts import alerts_after_run
 from directory_sync.services.jobs import Heartbeat, claim, finish
 from directory_sync.services.runs import RunStart, begin_run
 from directory_sync.services.settings import settings_for
+from directory_sync.sync.explain import NothingFound
 from directory_sync.sync.runner import PHASES, RunRefused, synchronize
+from icewarp_admin.logging import bind_log_context, log_context
 from icewarp_admin.mailserver.models import Domain
 
 logger = logging.getLogger("directory_sync.sync")
 LOG_DEBUG, LOG_SUMMARY = 1, 2
 
 
-def run_now(*, domain: Domain, trigger: str, requested_by: str = "", dry_run: bool = False) -> RunStart:
+def run_now(
+    *, domain: Domain, trigger: str, requested_by: str = "", dry_run: bool = False, only: str = ""
+) -> RunStart:
     """Start a run in this process (the command line): through the per-domain lock like every run; when
-    another run of the domain is queued or running, that one is returned (joined) and nothing runs here."""
+    another run of the domain is queued or running, that one is returned (joined) and nothing runs here.
+
+    only: a query naming one object: the run synchronizes just that one (sync/explain.py)."""
     start = begin_run(
-        domain=domain, trigger=trigger, requested_by=requested_by, dry_run=dry_run, dispatch=False
+        domain=domain,
+        trigger=trigger,
+        requested_by=requested_by,
+        dry_run=dry_run,
+        dispatch=False,
+        target=only,
     )
     if start.joined:
         return start
-    return RunStart(run=execute_run(run_id=start.run.pk), joined=False)
+    return RunStart(run=execute_run(run_id=start.run.pk, only=only), joined=False)
 
 
-def execute_run(*, run_id: int) -> SyncRun:
+def execute_run(*, run_id: int, only: str = "") -> SyncRun:
     """Run a queued run to its end; a run delivered twice runs once. Never raises for directory trouble."""
+    with log_context(run_id=run_id):
+        return _execute_run(run_id, only)
+
+
+def _execute_run(run_id: int, only: str = "") -> SyncRun:
+    if not only and SyncRun.objects.filter(pk=run_id, trigger=SyncRun.Trigger.SYNC_ONE).exists():
+        # Its query is not in the task message: a worker that got its id (a resent queue) leaves it to the
+        # process that asked for it.
+        return SyncRun.objects.get(pk=run_id)
     run, claimed = claim(SyncRun, run_id)
     assert run is not None, f"run #{run_id} does not exist"
     if not claimed:
         return run
+    bind_log_context(domain=run.domain.name)
     started = time.monotonic()
     try:
         with Heartbeat(run):
             outcome = synchronize(
-                run, settings=settings_for(run.domain), progress=lambda **fields: _progress(run, **fields)
+                run,
+                settings=settings_for(run.domain),
+                progress=lambda **fields: _progress(run, **fields),
+                only=only,
             )
-    except (DirectoryError, RunRefused, SecretUnreadable) as error:
+    except (DirectoryError, RunRefused, SecretUnreadable, NothingFound) as error:
         finish(run, status=JobStatus.FAILED, phase="", errors=[str(error)])
     except Exception:
         logger.exception("Synchronizing domain %s failed", run.domain.name)
@@ -64,6 +89,9 @@ def execute_run(*, run_id: int) -> SyncRun:
         # read in full (what was read is applied; nothing is removed on the strength of it).
         status = JobStatus.PARTIAL if outcome["errors"] else JobStatus.SUCCEEDED
         finish(run, status=status, phase="", **outcome)
+    bind_log_context(phase=None)
+    if run.trigger != SyncRun.Trigger.SYNC_ONE:  # one object says nothing of the domain's health
+        alerts_after_run(run=run)
     _log_summary(run, time.monotonic() - started)
     return run
 
@@ -71,6 +99,8 @@ def execute_run(*, run_id: int) -> SyncRun:
 def _progress(run: SyncRun, **fields: Any) -> None:
     """Progress and a heartbeat, saved at once (outside any transaction) so the tab can show them."""
     fields["heartbeat_at"] = timezone.now()
+    if "phase" in fields:
+        bind_log_context(phase=fields["phase"])
     for name, value in fields.items():
         setattr(run, name, value)
     SyncRun.objects.filter(pk=run.pk).update(**fields)
@@ -120,7 +150,8 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
     status: succeeded, partial (completed with errors: see errors), failed, or skipped. Withheld removals
     are the last of the warnings, with their reason.
     """
-    names = ("created", "updated", "renamed", "removed", "unchanged", "skipped")
+    # "disabled": people gone from the directory, disabled and kept for REMOVALGRACEDAYS (pending removal).
+    names = ("created", "updated", "renamed", "disabled", "removed", "unchanged", "skipped")
 
     def counters(kind: str) -> dict[str, int]:
         return {name: int(run.counts.get(kind, {}).get(name, 0)) for name in names}

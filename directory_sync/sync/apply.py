@@ -122,17 +122,20 @@ def apply_plan(
     applied = Applied()
     creates = plan.of(CREATE)
     updates = plan.of(UPDATE) + plan.of(RENAME)
-    removals = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
+    allowed = [change for change in plan.of(REMOVE) if decision.allows(change.key)]
+    removals = [change for change in allowed if change.pending_until is None]
+    disabling = [change for change in allowed if change.pending_until is not None]
     mailboxes = _mailbox_paths(domain, creates)
     applied.folders = FolderMaker(list(mailboxes.values()))
     try:
         with transaction.atomic():
             now = timezone.now()
             delete_rows(Account, [change.object_id for change in removals if change.object_id is not None])
+            _disable_accounts(disabling)
             _update_accounts(updates, domain, now)
             _relink(plan, now)
             applied.created_ids = _create_accounts(creates, mailboxes, domain, now)
-            applied.writes = len(creates) + len(updates) + len(removals) + len(plan.relinks)
+            applied.writes = len(creates) + len(updates) + len(allowed) + len(plan.relinks)
             if group_plan is not None:
                 applied.writes += _apply_groups(
                     applied, group_plan, decision=group_decision or GuardDecision(allow_removals=True),
@@ -182,6 +185,22 @@ def _link_values(change: AccountChange, now: datetime) -> tuple[Any, ...]:
     return (person.key, person.dn, dn_hash(person.dn), person.uid, person.change_stamp, now)
 
 
+def _disable_accounts(changes: list[AccountChange]) -> None:
+    """Removals with a grace period: disabled, pending removal, everything else kept.
+
+    Their stamp and DN hash are forgotten: every run then reads them again by id (as accounts changed here),
+    so an entry that comes back is found whatever the change tracking reports, and its return counts as a
+    move, so the groups that list it are read again; meanwhile no group member resolves to them.
+    """
+    update_rows(
+        Account,
+        ["enabled", "enabled_before_removal", "removal_due_at", "removal_kept_until",
+         "directory_change_stamp", "directory_dn_hash"],
+        [(change.object_id, False, change.fields.get("enabled", (False, False))[0], change.pending_until,
+          None, "", "") for change in changes if change.object_id is not None],
+    )  # fmt: skip
+
+
 def _update_accounts(updates: list[AccountChange], domain: Domain, now: datetime) -> None:
     if not updates:
         return
@@ -198,6 +217,13 @@ def _update_accounts(updates: list[AccountChange], domain: Domain, now: datetime
         by_fields.setdefault(names, []).append((change.object_id, *values, *_link_values(change, now)))
     for names, rows in by_fields.items():
         update_rows(Account, [*names, *LINK_FIELDS], rows)
+    # Entries back within their grace period (or kept by an undo) are ordinary synced accounts again.
+    update_rows(
+        Account,
+        ["removal_due_at", "removal_kept_until"],
+        [(change.object_id, None, None) for change in updates
+         if change.object_id is not None and {"removal_due_at", "removal_kept_until"} & change.fields.keys()],
+    )  # fmt: skip
     # An account the directory adopted signs in by a bind from now on: its local hash goes (rules §9: no
     # password of a directory account is kept here).
     adopted = [change.object_id for change in updates if "auth_mode" in change.fields and change.object_id]

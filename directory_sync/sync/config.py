@@ -74,6 +74,8 @@ class SyncConfig:
     # DISABLEVCARDDOMAINRENAME: vCard e-mail addresses keep the directory's domain (else they are moved here
     # as the account's own addresses are).
     keep_vcard_email_domains: bool = False
+    # REMOVALGRACEDAYS: a person who leaves is disabled for this many days first; 0 removes at once.
+    removal_grace_days: int = 0
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -166,6 +168,7 @@ def build_config(settings: DirectorySettings) -> SyncConfig:
         directory_vcard_wins=settings.directory_vcard_wins,
         keep_vcard_email_domains=settings.disable_vcard_domain_rename,
         delete_all_data=settings.delete_all_data,
+        removal_grace_days=settings.removal_grace_days,
         page_size=min(max(settings.page_size, 1), 1000),
         max_delete=system_variable_value(name="C_System_ADSyncMaxDeleteThreshold"),
         ignore_search_error=bool(system_variable_value(name="C_System_ADSyncIgnoreSearchError")),

@@ -35,7 +35,8 @@ from directory_sync.sync.changes import (
     MemberRef,
 )
 from directory_sync.sync.config import SyncConfig
-from directory_sync.sync.people import PersonRef, SkippedEntry, TextValues, entry_key
+from directory_sync.sync.contests import ADDRESS, GROUP, NO_CONTEXT, ConflictContext, Contest
+from directory_sync.sync.people import PersonRef, SkippedEntry, TextValues, entry_key, fit
 from icewarp_admin.mailserver.models import Group, Provenance
 from icewarp_admin.mailserver.validators import normalize_local_part
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT_NAME = "Contacts"
 MEMBER_ATTRIBUTES = ("member", "uniquemember", "memberuid")
+GROUP_NAME_LENGTH = 255  # Group.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class DirectoryGroup:
     # False when the server returned the member list only in part (an AD range read that stopped): members are
     # then only added, never taken away.
     members_complete: bool = True
+    truncated: tuple[str, ...] = ()  # values cut to what the group can hold: "field: lengths"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class GroupChange(Change):
     add_members: frozenset[MemberRef] = frozenset()
     remove_member_ids: tuple[int, ...] = ()
     removed_members: tuple[MemberRef, ...] = ()  # the same memberships, as references (for the event)
+    contest: Contest | None = None  # a conflict, or a skip of one resolved "keep local": what it is about
 
     def event_fields(self) -> dict[str, tuple[Any, Any]]:
         """The fields before → after, member lists included (made when recorded: a first run adds 500,000
@@ -115,11 +119,12 @@ def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup 
             return SkippedEntry(
                 dn=entry.dn, guid=guid, label=name, reason=f"no usable alias from the name {name}"
             )
+    cut: list[str] = []
     return DirectoryGroup(
         key=guid or f"mail:{alias}",
         dn=entry.dn,
         alias=alias,
-        name=name[:255],
+        name=fit(name, limit=GROUP_NAME_LENGTH, field="name", cut=cut),
         kind=kind,
         change_stamp=values.first(config.change_stamp_attribute),
         # Interned: the same member in many groups is one string (500,000 memberships, 100,000 people).
@@ -128,6 +133,7 @@ def map_group(entry: Entry, config: SyncConfig, *, kind: str) -> DirectoryGroup 
         ),
         member_uids=tuple(uid.strip() for uid in values.all("memberUid")),
         members_complete=not (entry.incomplete & set(MEMBER_ATTRIBUTES)),
+        truncated=tuple(cut),
     )
 
 
@@ -168,17 +174,23 @@ def ou_groups(people: Iterable[PersonRef], config: SyncConfig) -> list[Directory
             parent = key
         members[parent].add(("account", person.key))
     return [
-        DirectoryGroup(
-            key=key,
-            dn=dns[key],
-            alias=ou_alias(names[key], key),
-            name=names[key],
-            kind=Group.Kind.GROUP,
-            members=frozenset(refs),
-        )
+        _ou_group(key, dns[key], names[key], refs)
         for key, refs in members.items()
         if refs  # an OU left without users disappears (and so does an empty root)
     ]
+
+
+def _ou_group(key: str, dn: str, name: str, refs: set[MemberRef]) -> DirectoryGroup:
+    cut: list[str] = []
+    return DirectoryGroup(
+        key=key,
+        dn=dn,
+        alias=ou_alias(name, key),
+        name=fit(name, limit=GROUP_NAME_LENGTH, field="name", cut=cut),
+        kind=Group.Kind.GROUP,
+        members=frozenset(refs),
+        truncated=tuple(cut),
+    )
 
 
 def ou_alias(name: str, key: str) -> str:
@@ -306,8 +318,12 @@ def plan_groups(
     scope: GroupScope,
     removing_account_keys: Iterable[str] = (),
     taken_by_accounts: Iterable[str] = (),
+    context: ConflictContext = NO_CONTEXT,
 ) -> GroupPlan:
-    """Compare the directory's groups and memberships with the domain's synced groups."""
+    """Compare the directory's groups and memberships with the domain's synced groups.
+
+    context: the "keep local" decisions of earlier conflicts (the group then stays out, and says why).
+    """
     plan = GroupPlan()
     ordered = sorted(groups, key=lambda item: item.dn.lower())
     wanted_aliases: dict[str, str] = {}
@@ -323,19 +339,27 @@ def plan_groups(
         existing = local.groups.get(group.key) or adopted.get(group.key)
         label = f"{group.alias}@{config.domain_name}"
         owner = local.alias_owners.get(group.alias)
-        problem = ""
+        problem, contest = "", None
         if wanted_aliases[group.alias] != group.key:
             problem = f"{group.alias} is also the alias of another directory group"
+            other = wanted_aliases[group.alias]
+            contest = Contest(ADDRESS, group.alias, "another directory group", holder_key=other)
         elif group.alias in taken:
             problem = f"{label} is an address of an account synced in this run"
+            contest = Contest(ADDRESS, group.alias, "an account synced in this run")
         elif owner is not None and (existing is None or owner != existing.address_id):
             problem = f"{label} is already used by another account or group"
+            contest = Contest(ADDRESS, group.alias, "another account or group")
         if problem:
+            kept = context.kept_local(GROUP, group.key, contest)
             plan.changes.append(
                 GroupChange(
-                    CONFLICT, group.key, label, group.dn, group=group, reason=f"{problem}; left as it was"
+                    SKIP if kept else CONFLICT, group.key, label, group.dn, existing.id if existing else None,
+                    group=group, contest=contest,
+                    reason=f"{problem}; kept local (conflict #{kept.conflict_id}): the entry stays out"
+                    if kept else f"{problem}; left as it was",
                 )
-            )
+            )  # fmt: skip
             continue
         members = resolver.members(group)
         wanted = frozenset(
@@ -410,6 +434,11 @@ def plan_groups(
                 "were only added, none taken away",
                 cut_short,
             )
+        )
+    cut = [f"{group.dn or group.name} ({'; '.join(group.truncated)})" for group in ordered if group.truncated]
+    if cut:
+        plan.warnings.append(
+            Finding.naming(f"{len(cut)} groups hold values longer than a group keeps, cut to fit", cut)
         )
     plan.warnings += resolver.warnings(config.domain_name)
     return plan

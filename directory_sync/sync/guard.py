@@ -81,8 +81,11 @@ def guard(
             "cost their mailboxes; check the settings, then approve or dismiss."
         )
     elif config.max_delete and removals > config.max_delete:
+        # An account disabled pending its removal counts as removed: a bad filter that would disable 5,000
+        # people is withheld like one that would remove them.
+        counted = " (removed, or disabled pending removal)" if kind == "accounts" else ""
         reason = (
-            f"This run would remove {removals} {kind}, more than C_System_ADSyncMaxDeleteThreshold "
+            f"This run would remove {removals} {kind}{counted}, more than C_System_ADSyncMaxDeleteThreshold "
             f"({config.max_delete})."
         )
     else:

@@ -17,7 +17,7 @@ from directory_sync.rules.stamps import may_have_changed_since
 from directory_sync.rules.vcard import render_vcard, rewrite_email_domains
 from directory_sync.sync.changes import OBJECTS_KEPT
 from directory_sync.sync.config import SyncConfig
-from icewarp_admin.mailserver.validators import normalize_username
+from icewarp_admin.mailserver.validators import MAX_LOCAL_PART, normalize_username
 
 # C0 controls but tab and line breaks, and DEL. PostgreSQL refuses NUL in text and JSON (one such value
 # stopped every run of a domain); the others are never meant in a name or a phone number. A line break is kept
@@ -25,6 +25,16 @@ from icewarp_admin.mailserver.validators import normalize_username
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\t\n\r]+")
 FULL_NAME_LENGTH = 255  # Account.full_name
+KEY_LENGTH = 64  # Account.directory_guid, Account.directory_change_stamp, SyncEvent.directory_id
+DIRECTORY_UID_LENGTH = 255  # Account.directory_uid
+
+
+def fit(value: str, *, limit: int, field: str, cut: list[str]) -> str:
+    """The value cut to what its column holds; a cut is noted in cut (field, lengths) for the run to say."""
+    if len(value) <= limit:
+        return value
+    cut.append(f"{field}: {len(value):,} characters, the first {limit} kept")
+    return value[:limit]
 
 
 def clean_text(value: str) -> str:
@@ -92,7 +102,7 @@ class DirectoryPerson:
     vcard: dict[str, str] | None  # None: personal data is not synchronized
     uid: str = ""  # for posix groups, whose members are uids
     cleaned: tuple[str, ...] = ()  # attributes whose control characters were removed
-    truncated: tuple[str, ...] = ()  # fields cut to what the account can hold
+    truncated: tuple[str, ...] = ()  # values cut to what the account can hold, or left out: "field: why"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +139,13 @@ def map_entry(entry: Entry, config: SyncConfig, *, key: str | None = None) -> Di
     key: the entry's id when the caller read it already.
     """
     guid = key if key is not None else entry_key(entry, config)
+    if guid is not None and len(guid) > KEY_LENGTH:
+        # A directory that hands out such ids is not one to link mailboxes by: said, not stored cut.
+        return SkippedEntry(
+            dn=clean_text(entry.dn), guid=None, label=clean_text(entry.dn),
+            reason=f"its {config.guid_attribute} is {len(guid)} characters long (at most {KEY_LENGTH}): "
+            "choose an immutable id attribute (GUIDSOURCE) such as entryUUID or objectGUID",
+        )  # fmt: skip
     if _CONTROLS.search(entry.dn):
         return SkippedEntry(
             dn=clean_text(entry.dn), guid=guid, label=clean_text(entry.dn),
@@ -170,6 +187,13 @@ def map_entry(entry: Entry, config: SyncConfig, *, key: str | None = None) -> Di
             addresses=tuple(candidate.address.lower() for candidate in candidates),
         )
 
+    person_key = guid or f"mail:{qualified.local_parts[0]}"
+    if len(person_key) > KEY_LENGTH:
+        return SkippedEntry(
+            dn=entry.dn, guid=None, label=label,
+            reason=f"it has no readable {config.guid_attribute}, and its address is too long to stand in for "
+            "one: give the entry an id the sync can read",
+        )  # fmt: skip
     raw_username = local_username(
         source=config.username_source,
         custom_attribute_value=values.first(config.username_attribute) if config.username_attribute else "",
@@ -184,6 +208,12 @@ def map_entry(entry: Entry, config: SyncConfig, *, key: str | None = None) -> Di
         return SkippedEntry(
             dn=entry.dn, guid=guid, label=label, reason=f"username “{raw_username}”: {error.messages[0]}"
         )
+    cut: list[str] = [
+        f"address {address}: its part before the @ is longer than the {MAX_LOCAL_PART} characters an alias "
+        "holds, left out"
+        for address in qualified.invalid
+        if len(address.rpartition("@")[0].strip()) > MAX_LOCAL_PART
+    ]
     name = clean_text(
         full_name(
             display_name=values.first("displayName"),
@@ -196,22 +226,33 @@ def map_entry(entry: Entry, config: SyncConfig, *, key: str | None = None) -> Di
         )
     )
     return DirectoryPerson(
-        key=guid or f"mail:{qualified.local_parts[0]}",
+        key=person_key,
         guid=guid,
         dn=entry.dn,
-        change_stamp=values.first(config.change_stamp_attribute),
+        # A stamp that does not fit is no stamp: the entry is compared in full at every run.
+        change_stamp=stamp if len(stamp := values.first(config.change_stamp_attribute)) <= KEY_LENGTH else "",
         username=username,
         local_parts=qualified.local_parts,
-        full_name=name[:FULL_NAME_LENGTH],
+        full_name=fit(name, limit=FULL_NAME_LENGTH, field="full name", cut=cut),
         auth_value=auth_value(host=config.host, login=login),
         enabled=None
         if not config.profile.has_disabled_flag
         else not config.profile.is_account_disabled(entry.attributes),
         vcard=_vcard(config, values),
-        uid=values.first("uid") or values.first("sAMAccountName"),
+        uid=_uid(values, cut),
         cleaned=values.cleaned,
-        truncated=("full name",) if len(name) > FULL_NAME_LENGTH else (),
+        truncated=tuple(cut),
     )
+
+
+def _uid(values: TextValues, cut: list[str]) -> str:
+    """The login posix groups name the person by; one longer than the account keeps is not kept (cut, it would
+    name someone else or nobody)."""
+    uid = values.first("uid") or values.first("sAMAccountName")
+    if len(uid) <= DIRECTORY_UID_LENGTH:
+        return uid
+    cut.append(f"uid: {len(uid):,} characters, more than the {DIRECTORY_UID_LENGTH} kept: not kept")
+    return ""
 
 
 def _vcard(config: SyncConfig, values: TextValues) -> dict[str, str] | None:
@@ -284,10 +325,12 @@ class Triage:
             and self.stamps.get(guid) == stamp
             and not may_have_changed_since(stamp, self.last_read)
         ):
-            uid = entry.first("uid") or entry.first("sAMAccountName")
-            self.unchanged.append(
-                SeenPerson(key=guid, dn=entry.dn, uid=clean_text(uid).strip() if isinstance(uid, str) else "")
-            )
+            raw_uid = entry.first("uid") or entry.first("sAMAccountName")
+            uid = clean_text(raw_uid).strip() if isinstance(raw_uid, str) else ""
+            # As map_entry has it: a uid longer than the account keeps names nobody.
+            if len(uid) > DIRECTORY_UID_LENGTH:
+                uid = ""
+            self.unchanged.append(SeenPerson(key=guid, dn=entry.dn, uid=uid))
             return
         mapped = map_entry(entry, self.config, key=guid)
         if isinstance(mapped, DirectoryPerson):

@@ -95,6 +95,8 @@ def _rows(
         action = change.action
         if action == REMOVE and not decision.allows(change.key):
             action = SyncEvent.Action.WITHHELD
+        elif action == REMOVE and isinstance(change, AccountChange) and change.pending_until is not None:
+            action = SyncEvent.Action.DISABLE  # the account stays (disabled) until its grace period ends
         # A removed object is gone: its event keeps the label and directory id, not a dangling link.
         object_id = (
             None if action == REMOVE and not run.dry_run else change.object_id or created.get(change.key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,10 @@ from directory_sync.rules.vcard import VCardMapError
 from directory_sync.sync.apply import Applied, apply_plan
 from directory_sync.sync.changes import CONFLICT, CREATE, REMOVE, RENAME, UPDATE, ChangeSet, Finding
 from directory_sync.sync.config import SyncConfig, build_config
+from directory_sync.sync.conflict_record import load_conflict_context, rechecked, record_conflicts
+from directory_sync.sync.contests import ConflictContext
 from directory_sync.sync.directory import DirectorySnapshot, ReadContext, read_directory
+from directory_sync.sync.explain import OneObjectSnapshot, guard_one, narrow, narrow_local, read_one
 from directory_sync.sync.groups import (
     GroupPlan,
     GroupScope,
@@ -37,7 +40,7 @@ from directory_sync.sync.groups import (
 )
 from directory_sync.sync.guard import GuardDecision, SearchOutcome, guard, with_approval
 from directory_sync.sync.people import PersonRef
-from directory_sync.sync.planning import Plan, plan_accounts, recreations, settle
+from directory_sync.sync.planning import Plan, plan_accounts, recreations, removal_counts, settle
 from directory_sync.sync.record import Labels, record_events
 from directory_sync.sync.snapshot import (
     LocalSnapshot,
@@ -77,9 +80,14 @@ class PhaseClock:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
 
 
-def synchronize(run: SyncRun, *, settings: DirectorySettings, progress: Progress) -> dict[str, Any]:
+def synchronize(
+    run: SyncRun, *, settings: DirectorySettings, progress: Progress, only: str = ""
+) -> dict[str, Any]:
     """One run from the directory to the record; returns the run's outcome fields. Raises for a domain that
     cannot be synchronized (RunRefused) and for directory trouble (DirectoryError): nothing is applied then.
+
+    only: a query naming one object (sync/explain.py): the run reads, plans and applies just that object, and
+    leaves the change-tracking position where it was (NothingFound when the query names nothing).
     """
     if not settings.pk or not settings.host or not settings.base_dn:
         raise RunRefused(f"{run.domain.name} has no directory server configured: fill in the Server section.")
@@ -96,28 +104,22 @@ def synchronize(run: SyncRun, *, settings: DirectorySettings, progress: Progress
     read_started = timezone.now()
 
     with clock("read"), open_bulk_session(options_from_settings(settings)) as session:
-        directory = read_directory(
-            session,
-            config,
-            _read_context(config, state, approval=approved is not None, identity_changed=identity_changed),
-            progress=lambda read: progress(entries_read=read),
-        )
-    with clock("load"):
-        local = load_local(config, directory, identity_changed=identity_changed)
-    with clock("plan"):
-        if config.sync_accounts:
-            plan = plan_accounts(directory=directory, local=local, config=config)
+        if only:
+            directory: DirectorySnapshot = read_one(session, config, only, identity_changed=identity_changed)
         else:
-            plan = Plan(full_scan=directory.full)
-    with clock("guard"):
-        decision = _guard_accounts(plan, directory, local, config, approved)
-        plan = settle(plan, decision)
-    with clock("plan"):
-        group_plan = _plan_groups(config, directory, local, plan, decision)
-    group_decision = None
-    if group_plan is not None:
-        with clock("guard"):
-            group_decision = _guard_groups(group_plan, directory, local, config, approved)
+            directory = read_directory(
+                session,
+                config,
+                _read_context(
+                    config, state, approval=approved is not None, identity_changed=identity_changed
+                ),
+                progress=lambda read: progress(entries_read=read),
+            )
+    guarded = plan_and_guard(
+        directory, config, identity_changed=identity_changed, approved=approved, clock=clock
+    )
+    plan, decision = guarded.plan, guarded.decision
+    group_plan, group_decision = guarded.group_plan, guarded.group_decision
     planned = _changes(plan, decision) + (
         _changes(group_plan, group_decision) if group_plan and group_decision else 0
     )
@@ -142,6 +144,52 @@ def synchronize(run: SyncRun, *, settings: DirectorySettings, progress: Progress
             outcome["warnings"].append(folder_error)
     outcome["phases"] = clock.seconds
     return outcome
+
+
+@dataclass
+class Planned:
+    """What a run means to do once guarded: the same for a run, a dry run and explain (sync/explain.py)."""
+
+    local: LocalSnapshot
+    plan: Plan
+    decision: GuardDecision
+    group_plan: GroupPlan | None
+    group_decision: GuardDecision | None
+
+
+def plan_and_guard(
+    directory: DirectorySnapshot,
+    config: SyncConfig,
+    *,
+    identity_changed: bool,
+    approved: set[str] | None,
+    clock: Callable[[str], AbstractContextManager[None]] | None = None,
+) -> Planned:
+    """load → plan → guard for what was read: the one sequence every run and every explain goes through.
+
+    clock: times the phases (a run's PhaseClock); untimed when None. Reads the domain's side, writes nothing.
+    """
+    phase = clock or (lambda name: nullcontext())
+    with phase("load"):
+        local = load_local(config, directory, identity_changed=identity_changed)
+        narrow_local(directory, local)  # a one-object run: only its own object's pending removal
+        conflicts = load_conflict_context(config, directory, local)
+    with phase("plan"):
+        if config.sync_accounts:
+            plan = plan_accounts(directory=directory, local=local, config=config, context=conflicts)
+        else:
+            plan = Plan(full_scan=directory.full)
+    with phase("guard"):
+        decision = _guard_accounts(plan, directory, local, config, approved)
+        plan = settle(plan, decision)
+    with phase("plan"):
+        group_plan = _plan_groups(config, directory, local, plan, decision, conflicts)
+        plan, group_plan = narrow(directory, local, plan, group_plan)  # a one-object run: just that object
+    group_decision = None
+    if group_plan is not None:
+        with phase("guard"):
+            group_decision = _guard_groups(group_plan, directory, local, config, approved)
+    return Planned(local, plan, decision, group_plan, group_decision)
 
 
 def _read_context(
@@ -180,9 +228,19 @@ def _read_context(
             .values_list("directory_guid", "directory_change_stamp")
             .iterator(chunk_size=5000)
         ),
-        edited_here=lambda: (edited_here(domain_id, Account), edited_here(domain_id, Group)),
+        edited_here=lambda: _edited_here(domain_id),
         groups_holding=lambda keys: groups_holding(domain_id, keys),
         stored_links=lambda keys: stored_links(domain_id, keys),
+    )
+
+
+def _edited_here(domain_id: int) -> tuple[list[str], list[str]]:
+    """Accounts and groups changed here since the last run, and the entries whose conflict people just
+    resolved: the run reads them again by id."""
+    accounts, groups = rechecked(domain_id)
+    return (
+        list(dict.fromkeys(edited_here(domain_id, Account) + accounts)),
+        list(dict.fromkeys(edited_here(domain_id, Group) + groups)),
     )
 
 
@@ -215,7 +273,7 @@ def _guard_accounts(
             approved=approved,
             search=directory.people_search,
         )
-    return decision
+    return guard_one(directory, decision, [change.key for change in removals])
 
 
 def _plan_groups(
@@ -224,6 +282,7 @@ def _plan_groups(
     local: LocalSnapshot,
     plan: Plan,
     decision: GuardDecision,
+    conflicts: ConflictContext,
 ) -> GroupPlan | None:
     """The groups' plan, after the accounts' (members may be accounts this run creates)."""
     searches = config.sync_groups or config.sync_mailing_lists
@@ -260,6 +319,7 @@ def _plan_groups(
         ),
         removing_account_keys=removing,
         taken_by_accounts=taken,
+        context=conflicts,
     )
     if directory.duplicates:
         group_plan.warnings.append(
@@ -296,7 +356,7 @@ def _guard_groups(
     )
     if approved is not None:
         decision = with_approval(decision, planned=removals, approved=approved, search=search)
-    return decision
+    return guard_one(directory, decision, removals)
 
 
 def _remember(
@@ -311,8 +371,11 @@ def _remember(
 
     The mark moves only after complete searches, and only when no removal was withheld: the next run then
     reads the same way again (the same changes, or everything after a settings change) and finds those
-    removals again, to apply them once the guard allows it.
+    removals again, to apply them once the guard allows it. A run of one object moves nothing: the next run
+    still reads every change it would have read.
     """
+    if isinstance(directory, OneObjectSnapshot):
+        return
     fields = ["last_success_at", "last_read_started_at"]
     state.last_success_at, state.last_read_started_at = timezone.now(), read_started
     if directory.people_search.complete and directory.group_search.complete and not withheld:
@@ -337,7 +400,7 @@ def _record(
     created = applied.created_ids if applied else {}
     record_events(run, plan, decision, SyncEvent.ObjectType.ACCOUNT, created=created)
     counts = plan.counts()
-    counts["removed"] = sum(decision.allows(change.key) for change in plan.of(REMOVE))
+    counts.update(removal_counts(plan, decision))
     all_counts = {"accounts": counts}
     conflicts, withheld, reasons = len(plan.of(CONFLICT)), decision.withheld, [decision.reason]
     errors = _errors(directory, plan, group_plan)
@@ -356,6 +419,8 @@ def _record(
         withheld += group_decision.withheld
         reasons.append(group_decision.reason)
     warnings = _warnings(config, directory, plan, group_plan)
+    if not run.dry_run:
+        record_conflicts(run, config=config, directory=directory, plan=plan, group_plan=group_plan)
     return {
         "counts": all_counts,
         "conflicts": conflicts,
@@ -441,10 +506,15 @@ def _warnings(
                 cleaned,
             )
         )
-    truncated = [person.dn for person in directory.people if person.truncated]
+    truncated = [
+        f"{person.dn} ({'; '.join(person.truncated)})" for person in directory.people if person.truncated
+    ]
     if truncated:
         warnings.append(
-            Finding.naming(f"{len(truncated)} entries have a name longer than 255 characters, cut", truncated)
+            Finding.naming(
+                f"{len(truncated)} entries hold values longer than an account keeps, cut to fit or left out",
+                truncated,
+            )
         )
     warnings += plan.warnings
     if group_plan is not None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db.models import Q
+from django.utils import timezone
 
 from directory_sync.ldap.search import hash_normalized, normalize_dn
 from directory_sync.sync.config import SyncConfig
@@ -84,6 +86,9 @@ class LocalAccount:
     vcard_edited_locally: bool
     mailbox_path: str
     aliases: tuple[tuple[int, str, str], ...]  # (address id, local part, source), primary first
+    removal_due: datetime | None = None  # disabled, pending removal until then
+    enabled_before_removal: bool = True
+    kept_until: datetime | None = None  # an administrator undid its removal: kept until then
 
     @property
     def primary(self) -> str:
@@ -144,6 +149,8 @@ class LocalSnapshot:
     alias_owners: dict[str, int] = field(default_factory=dict)  # group alias → the address row holding it
     ou_people: list[SeenPerson] | None = None  # everyone's DN, when OU groups are derived this run
     identity_changed: bool = False
+    now: datetime = field(default_factory=timezone.now)  # when it was loaded: what "due" was measured by
+    due: set[str] = field(default_factory=set)  # keys of the pending removals due now (loaded every run)
 
     def account_of(self, key: str) -> LocalAccount | None:
         linked = self.linked.get(key)
@@ -202,12 +209,19 @@ def load_local(config: SyncConfig, directory: DirectorySnapshot, *, identity_cha
     groups = Group.objects.filter(domain_id=config.domain_id, directory_guid__isnull=False)
     local.linked_total = accounts.count()
     local.groups_total = groups.count()
+    local.due = _due_removals(accounts, config, local.now)
 
     if directory.says_nothing_changed():
-        return local  # the counts are all the guard and the run's summary need
+        # The counts are all the guard and the run's summary need, and the due removals, which every run
+        # applies even when the directory reports nothing new.
+        if local.due:
+            local.linked = _linked(accounts, local.due)
+            local.accounts = _full_rows(linked.account_id for linked in local.linked.values())
+        return local
     read_keys = {person.key for person in directory.people}
     wanted = read_keys | {f"mail:{part}" for person in directory.people for part in person.local_parts}
     wanted |= set(directory.gone_people) | {entry.guid for entry in directory.skipped if entry.guid}
+    wanted |= local.due
     everyone = directory.present_people is not None or identity_changed
     local.linked = _linked(accounts, None if everyone else wanted)
     derive_ou = (
@@ -241,6 +255,14 @@ def load_local(config: SyncConfig, directory: DirectorySnapshot, *, identity_cha
     return local
 
 
+def _due_removals(accounts: Any, config: SyncConfig, now: datetime) -> set[str]:
+    """Keys of the pending removals whose date has passed (every one when the domain now removes at once)."""
+    pending = accounts.filter(removal_due_at__isnull=False)
+    if config.removal_grace_days:
+        pending = pending.filter(removal_due_at__lte=now)
+    return {str(key) for key in pending.order_by().values_list("directory_guid", flat=True)}
+
+
 def _linked(accounts: Any, keys: set[str] | None) -> dict[str, LinkedAccount]:
     fields = ("pk", "directory_guid", "directory_change_stamp", "directory_dn", "directory_dn_hash",
               "username", "directory_uid")  # fmt: skip
@@ -271,7 +293,8 @@ def _full_rows(account_ids: Iterable[int]) -> dict[int, LocalAccount]:
     aliases: dict[int, list[tuple[int, str, str]]] = {}
     fields = ("pk", "directory_guid", "username", "directory_dn", "directory_dn_hash", "directory_uid",
               "directory_change_stamp", "full_name", "auth_mode", "auth_value", "enabled", "vcard",
-              "vcard_edited_locally", "mailbox_path")  # fmt: skip
+              "vcard_edited_locally", "mailbox_path", "removal_due_at", "enabled_before_removal",
+              "removal_kept_until")  # fmt: skip
     for batch in chunked(account_ids):
         for row in Account.objects.filter(pk__anyof=batch).order_by().values_list(*fields):
             rows[row[0]] = row
@@ -298,6 +321,9 @@ def _full_rows(account_ids: Iterable[int]) -> dict[int, LocalAccount]:
             vcard_edited_locally=edited,
             mailbox_path=mailbox,
             aliases=tuple(aliases.get(pk, [])),
+            removal_due=due,
+            enabled_before_removal=enabled_before,
+            kept_until=kept,
         )
         for pk, (
             _,
@@ -314,6 +340,9 @@ def _full_rows(account_ids: Iterable[int]) -> dict[int, LocalAccount]:
             vcard,
             edited,
             mailbox,
+            due,
+            enabled_before,
+            kept,
         ) in rows.items()
     }
 
@@ -327,14 +356,15 @@ def _address_owners(config: SyncConfig, local_parts: Iterable[str]) -> dict[str,
         "account__directory_guid",
         "source",
         "group__kind",
+        "account__removal_due_at",
     )
     query = Address.objects.filter(domain_id=config.domain_id)
-    for local_part, account_id, username, key, source, group_kind in matching(
+    for local_part, account_id, username, key, source, group_kind, due in matching(
         query, "local_part", set(local_parts), columns
     ):
         if account_id is not None:
             owners[local_part] = Owner(
-                account_id, str(key) if key else None, f"account {username}@{config.domain_name}", source
+                account_id, str(key) if key else None, _account_description(username, config, due), source
             )
         else:
             kind = "mailing list" if group_kind == Group.Kind.MAILING_LIST else "group"
@@ -345,11 +375,20 @@ def _address_owners(config: SyncConfig, local_parts: Iterable[str]) -> dict[str,
 def _username_owners(config: SyncConfig, usernames: Iterable[str]) -> dict[str, Owner]:
     owners: dict[str, Owner] = {}
     query = Account.objects.filter(domain_id=config.domain_id)
-    for username, pk, key in matching(
-        query, "username", set(usernames), ("username", "pk", "directory_guid")
+    for username, pk, key, due in matching(
+        query, "username", set(usernames), ("username", "pk", "directory_guid", "removal_due_at")
     ):
-        owners[username] = Owner(pk, str(key) if key else None, f"account {username}@{config.domain_name}")
+        owners[username] = Owner(pk, str(key) if key else None, _account_description(username, config, due))
     return owners
+
+
+def _account_description(username: str, config: SyncConfig, due: datetime | None) -> str:
+    """An account as a conflict names it; a pending removal keeps its addresses and username until its date
+    (so that a returning person gets them back), and says so."""
+    described = f"account {username}@{config.domain_name}"
+    if due is not None:
+        described += f" (disabled, pending removal until {timezone.localtime(due).date().isoformat()})"
+    return described
 
 
 def _load_groups(

@@ -216,7 +216,12 @@ class SystemSettingsForm(forms.Form):
             elif spec.kind == "choice":
                 field = forms.TypedChoiceField(choices=spec.choices, coerce=int, initial=value)
             else:
-                field = forms.IntegerField(min_value=spec.minimum, max_value=spec.maximum, initial=value)
+                # IntegerField would take "٣", "+7" or "1_000": the spec's rule decides, as in `tool set`.
+                field = forms.CharField(
+                    initial=value,
+                    validators=[spec.validate],
+                    widget=forms.NumberInput(attrs={"min": spec.minimum, "max": spec.maximum, "step": 1}),
+                )
             field.label = spec.label
             field.help_text = f"{spec.help} ({spec.name}, default {spec.default})"
             self.fields[spec.name] = field

@@ -138,6 +138,14 @@ class Account(DirectoryLinked):
     mailbox_path = models.CharField(max_length=512, help_text="Maildir folder, relative to the mail root.")
     # The login name groups list their posix members by (memberUid): uid, or sAMAccountName on AD.
     directory_uid = models.CharField(max_length=255, blank=True)
+    # Soft removal: a person who left the directory is disabled and kept until this moment, then removed by
+    # the next run (directory_sync.sync.planning); enabled_before_removal is what a return or an undo
+    # restores.
+    removal_due_at = models.DateTimeField("pending removal until", null=True, blank=True)
+    # A default in the database too: the sync inserts accounts with COPY, naming only the columns it fills.
+    enabled_before_removal = models.BooleanField(default=True, db_default=True)
+    # An administrator undid its removal: runs keep it, although its entry is missing, until then.
+    removal_kept_until = models.DateTimeField("kept by an undo until", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -152,6 +160,12 @@ class Account(DirectoryLinked):
                 fields=["domain"],
                 condition=Q(directory_change_stamp="", directory_guid__isnull=False),
                 name="account_edited_here",
+            ),
+            # Every run looks up the domain's pending removals that are due.
+            models.Index(
+                fields=["domain", "removal_due_at"],
+                condition=Q(removal_due_at__isnull=False),
+                name="account_pending_removal",
             ),
         ]
         constraints = [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import connection
 from django.db.models import Case, Count, Prefetch, Q, QuerySet, Value, When
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from directory_sync.sync.changes import OU_KEY_PREFIX
 from icewarp_admin.mailserver.models import (
@@ -63,6 +65,126 @@ def directory_owned_fields(account: Account) -> frozenset[str]:
     if server_type == "ad":
         owned.add("enabled")
     return frozenset(owned)
+
+
+# Where a field's value comes from, as the account and group pages say it.
+OWNED_BY_DIRECTORY, SEEDED_ONCE, LOCAL = "directory", "seeded", "local"
+OWNERSHIP_LABELS = {OWNED_BY_DIRECTORY: "Directory", SEEDED_ONCE: "Seeded once", LOCAL: "Local"}
+# What "reset to the directory" takes, per field of an account page (the run puts these back).
+RESETTABLE_ACCOUNT_FIELDS = ("username", "full_name", "auth", "enabled", "aliases", "vcard")
+SEEDED_FIELDS = ("quota_mb", "max_message_kb", "services")
+
+
+@dataclass(frozen=True)
+class FieldOwnership:
+    """One field of a synced object: who owns it, what that means, and whether it can be reset."""
+
+    field: str
+    label: str
+    owner: str
+    note: str
+    resettable: bool = False
+
+    @property
+    def owner_label(self) -> str:
+        return OWNERSHIP_LABELS[self.owner]
+
+
+def account_field_ownership(account: Account) -> list[FieldOwnership]:
+    """Per field of a synced account: the directory owns it (locked here, put back at each run), the user
+    template seeded it once when the sync created the account (then it is this server's), or it is local.
+    Nothing for a local-only account: everything of it is this server's."""
+    if not account.is_directory_linked:
+        return []
+    owned = directory_owned_fields(account)
+    settings = _directory_settings(account.domain)
+    put_back = "put back at each run when changed here"
+    template = account.domain.default_template
+    seeded = (
+        f"set once from the user template {template.name} when the sync created the account; yours to change"
+        if template is not None
+        else "set once (the defaults: the domain had no user template) when the sync created the account; "
+        "yours to change"
+    )
+    directory_addresses = sum(
+        1 for address in account.aliases.all() if address.source == Provenance.DIRECTORY
+    )
+    manual_addresses = len(account.aliases.all()) - directory_addresses
+    rows = [
+        FieldOwnership(
+            "username", "Username", OWNED_BY_DIRECTORY, f"from the directory's entry; {put_back}", True
+        ),
+        FieldOwnership(
+            "full_name", "Full name", OWNED_BY_DIRECTORY, f"from the directory's entry; {put_back}", True
+        ),
+        FieldOwnership(
+            "auth", "Authentication", OWNED_BY_DIRECTORY, f"a bind with the entry's login; {put_back}", True
+        ),
+        FieldOwnership("enabled", "State", OWNED_BY_DIRECTORY, f"userAccountControl; {put_back}", True)
+        if "enabled" in owned
+        else FieldOwnership(
+            "enabled", "State", SEEDED_ONCE, f"{seeded} (this directory has no disabled flag)"
+        ),
+        FieldOwnership("quota_mb", "Mailbox quota", SEEDED_ONCE, seeded),
+        FieldOwnership("max_message_kb", "Largest outgoing message", SEEDED_ONCE, seeded),
+        FieldOwnership("services", "Services", SEEDED_ONCE, seeded),
+        FieldOwnership(
+            "aliases",
+            "Addresses",
+            OWNED_BY_DIRECTORY,
+            f"{directory_addresses} from the directory, in its order ({put_back}); {manual_addresses} "
+            "added here (local, kept)",
+            True,
+        ),
+    ]
+    vcard_off = settings is None or settings.disable_vcard_sync
+    if vcard_off or system_variable_value(name="C_System_ADSyncDisableVCardSync"):
+        rows.append(FieldOwnership("vcard", "Personal data", LOCAL, "personal data is not synchronized here"))
+    elif account.vcard_edited_locally and not settings.directory_vcard_wins:
+        rows.append(
+            FieldOwnership(
+                "vcard",
+                "Personal data",
+                LOCAL,
+                "edited on this server: the directory no longer overwrites it",
+                True,
+            )
+        )
+    else:
+        rows.append(
+            FieldOwnership(
+                "vcard", "Personal data", OWNED_BY_DIRECTORY, f"from the vCard map; {put_back}", True
+            )
+        )
+    return rows
+
+
+def group_field_ownership(group: Group) -> list[FieldOwnership]:
+    """Per field of a synced group (see account_field_ownership); nothing for a local-only group."""
+    if not group.is_directory_linked:
+        return []
+    put_back = "put back at each run when changed here"
+    source = "the organizational unit" if is_ou_group(group) else "the directory's entry"
+    return [
+        FieldOwnership("alias", "Address", OWNED_BY_DIRECTORY, f"from {source}", True),
+        FieldOwnership("name", "Name", OWNED_BY_DIRECTORY, f"from {source}; {put_back}", True),
+        FieldOwnership("kind", "Kind", OWNED_BY_DIRECTORY, f"which filter found it; {put_back}", True),
+        FieldOwnership(
+            "members",
+            "Members",
+            OWNED_BY_DIRECTORY,
+            "those the directory lists; members added here are kept",
+            True,
+        ),
+        FieldOwnership("description", "Description", LOCAL, "never read nor written by the sync"),
+    ]
+
+
+def _directory_settings(domain: Domain) -> Any:
+    try:
+        return domain.directory_settings
+    except ObjectDoesNotExist:
+        return None
 
 
 def synced_while_active(account: Account) -> bool:
@@ -275,20 +397,22 @@ def domain_export(*, domain: Domain) -> dict[str, Any]:
     accounts = []
     for account in Account.objects.filter(domain=domain).order_by("username"):
         aliases = addresses_by_account.get(account.pk, [])
-        accounts.append(
-            {
-                "username": account.username,
-                "email": aliases[0] if aliases else f"{account.username}@{domain.name}",
-                "aliases": aliases,
-                "full_name": account.full_name,
-                "auth_mode": account.auth_mode,
-                "auth_value": account.auth_value,
-                "directory_id": account.directory_guid,
-                "enabled": account.enabled,
-                "vcard": dict(sorted(account.vcard.items())),
-                "groups": sorted(groups_by_account.get(account.pk, [])),
-            }
-        )
+        exported = {
+            "username": account.username,
+            "email": aliases[0] if aliases else f"{account.username}@{domain.name}",
+            "aliases": aliases,
+            "full_name": account.full_name,
+            "auth_mode": account.auth_mode,
+            "auth_value": account.auth_value,
+            "directory_id": account.directory_guid,
+            "enabled": account.enabled,
+            "vcard": dict(sorted(account.vcard.items())),
+            "groups": sorted(groups_by_account.get(account.pk, [])),
+        }
+        if account.removal_due_at is not None:
+            # Left the directory: disabled, and removed by the first sync after this date.
+            exported["pending_removal"] = timezone.localtime(account.removal_due_at).date().isoformat()
+        accounts.append(exported)
     groups = [
         {
             "alias": alias,

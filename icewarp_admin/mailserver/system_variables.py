@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_MAX_DIGITS = 20
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,10 @@ class VariableSpec:
             return dict(self.choices).get(value, str(value))
         return str(value)
 
+    def validate(self, raw: str) -> None:
+        """Raise ValidationError unless parse takes the value (a form field's validator)."""
+        self.parse(raw)
+
     def parse(self, raw: str | int | bool) -> int:
         """Turn a typed-in value into the stored integer, or raise ValidationError saying what is allowed."""
         text = str(int(raw) if isinstance(raw, bool) else raw).strip()
@@ -36,21 +44,30 @@ class VariableSpec:
             if lowered in {"0", "false", "no", "off"}:
                 return 0
             raise ValidationError(f"{self.name} is a switch: give 1 (on) or 0 (off), not “{raw}”.")
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValidationError(f"{self.name} takes a whole number, not “{raw}”.") from None
+        # int() would also take "٣", "+7" and "1_000": only what IceWarp itself writes is a number here.
+        if _INTEGER.fullmatch(text) is None or (text.startswith("-") and self.minimum >= 0):
+            raise ValidationError(self._refusal(raw))
+        # int() of a long enough text is slow, and the number past any limit anyway.
+        value = int(text) if len(text) <= _MAX_DIGITS else self.maximum + 1
         if self.kind == "choice":
-            allowed = {number for number, _ in self.choices}
-            if value not in allowed:
-                listing = ", ".join(f"{number} ({label})" for number, label in self.choices)
-                raise ValidationError(f"{self.name} must be one of {listing}; “{raw}” is not.")
+            if value not in {number for number, _ in self.choices}:
+                raise ValidationError(self._refusal(raw))
             return value
         if not self.minimum <= value <= self.maximum:
             raise ValidationError(
                 f"{self.name} must be between {self.minimum} and {self.maximum}; “{raw}” is not."
             )
         return value
+
+    def _refusal(self, raw: object) -> str:
+        if self.kind == "choice":
+            listing = ", ".join(f"{number} ({label})" for number, label in self.choices)
+            return f"{self.name} must be one of {listing}; “{raw}” is not."
+        sign = "an optional leading - and no +" if self.minimum < 0 else "no sign"
+        return (
+            f"{self.name} takes a whole number between {self.minimum} and {self.maximum}, written with the "
+            f"digits 0-9 only ({sign}, spaces, separators or other scripts); “{raw}” is not."
+        )
 
 
 SYSTEM_VARIABLES: tuple[VariableSpec, ...] = (

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from directory_sync import selectors as sync_selectors
 from directory_sync.auth import clear_failures
+from directory_sync.services.ownership import reset_account_to_directory, reset_group_to_directory
 from icewarp_admin.http import HtmxHttpRequest
 from icewarp_admin.mailserver import selectors
 from icewarp_admin.mailserver.forms import (
@@ -179,6 +180,8 @@ ACCOUNT_ACTIONS: dict[str, tuple[str, str, str]] = {
     "remove_alias": ("mailserver.change_account", "account-aliases", "alias_form"),
     "primary_alias": ("mailserver.change_account", "account-aliases", "alias_form"),
     "clear_sign_in_failures": ("directory_sync.clear_failures", "account-sign-ins", "settings_form"),
+    "reset_field": ("mailserver.return_vcard_to_directory", "account-ownership", "settings_form"),
+    "reset_all": ("mailserver.return_vcard_to_directory", "account-ownership", "settings_form"),
 }
 
 
@@ -225,6 +228,7 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
         "primary_from_directory": selectors.synced_while_active(account),
         "memberships": list(account.group_memberships.all()),
         "personal_items": personal_data_items(account.vcard or {}),
+        "ownership": selectors.account_field_ownership(account),
         "mailbox_folder": mailbox_absolute_path(account.mailbox_path) if account.mailbox_path else None,
         "mailbox_present": bool(account.mailbox_path) and mailbox_exists(account.mailbox_path),
         "sync_events": sync_selectors.object_events(account=account)
@@ -241,19 +245,24 @@ def account_detail(request: HtmxHttpRequest, name: str, username: str) -> HttpRe
 
 
 def account_forms(account: Account) -> dict[str, Form]:
+    settings_form = AccountSettingsForm(
+        directory_owned=selectors.directory_owned_fields(account),
+        initial={
+            "full_name": account.full_name,
+            "auth_mode": account.auth_mode,
+            "auth_value": account.auth_value,
+            "enabled": account.enabled,
+            "quota_mb": account.quota_mb,
+            "max_message_kb": account.max_message_kb,
+            "services": account.services,
+        },
+    )
+    if account.is_directory_linked:
+        seeded = "Seeded once from the user template when the sync created the account; yours to change."
+        for name in selectors.SEEDED_FIELDS:
+            settings_form.fields[name].help_text = seeded
     return {
-        "settings_form": AccountSettingsForm(
-            directory_owned=selectors.directory_owned_fields(account),
-            initial={
-                "full_name": account.full_name,
-                "auth_mode": account.auth_mode,
-                "auth_value": account.auth_value,
-                "enabled": account.enabled,
-                "quota_mb": account.quota_mb,
-                "max_message_kb": account.max_message_kb,
-                "services": account.services,
-            },
-        ),
+        "settings_form": settings_form,
         "password_form": PasswordForm(),
         "alias_form": AliasForm(
             domain=account.domain, primary_allowed=not selectors.synced_while_active(account)
@@ -296,6 +305,16 @@ def handle_account_action(
     elif action == "clear_sign_in_failures":
         clear_failures(account=account, by=request.user.get_username())
         messages.success(request, "Sign-in failures cleared: the person may try again now.")
+    elif action in ("reset_field", "reset_all"):
+        fields = selectors.RESETTABLE_ACCOUNT_FIELDS if action == "reset_all" else (post.get("field", ""),)
+        start = reset_account_to_directory(account=account, fields=fields, by=request.user.get_username())
+        what = "Every field the directory owns" if action == "reset_all" else "That field"
+        when = (
+            f"the next run (run #{start.run.pk} is going on already)"
+            if start.joined
+            else f"run #{start.run.pk}, queued now"
+        )
+        messages.success(request, f"{what} goes back to the directory's value at {when}.")
     elif action == "return_personal_data":
         account_services.return_personal_data_to_directory(account=account)
         messages.success(request, "Personal data handed back to the directory; the next sync refreshes it.")
@@ -409,6 +428,12 @@ def group_detail(request: HtmxHttpRequest, name: str, alias: str) -> HttpRespons
                     add_member_by_address(group=group, address=member_form.cleaned_data["address"])
                     messages.success(request, "Member added.")
                     return redirect("mailserver:group_detail", name=domain.name, alias=group.alias)
+            elif action == "reset_to_directory":
+                start = reset_group_to_directory(group=group, by=request.user.get_username())
+                messages.success(
+                    request, f"The group goes back to the directory's values at run #{start.run.pk}."
+                )
+                return redirect("mailserver:group_detail", name=domain.name, alias=group.alias)
             elif action == "remove_member":
                 membership = get_object_or_404(
                     GroupMember, pk=posted_id(request.POST.get("member_id")), group=group
@@ -425,7 +450,7 @@ def group_detail(request: HtmxHttpRequest, name: str, alias: str) -> HttpRespons
             else:
                 return HttpResponse("Unknown action.", status=400)
         except ValidationError as error:
-            if action == "remove_member":  # a button without a form: say it as a message
+            if action in ("remove_member", "reset_to_directory"):  # a button without a form: a message
                 messages.error(request, " ".join(error.messages))
             else:
                 attach_errors(group_form if action == "update" else member_form, error)
@@ -436,6 +461,7 @@ def group_detail(request: HtmxHttpRequest, name: str, alias: str) -> HttpRespons
         "tab": "groups",
         "group": group,
         "origin": selectors.group_origin(group),
+        "ownership": selectors.group_field_ownership(group),
         "group_form": group_form,
         "member_form": member_form,
         "memberships": memberships,

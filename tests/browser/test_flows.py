@@ -53,6 +53,7 @@ def test_administrator_configures_tests_unsaved_settings_and_synchronizes(
     server.locator("input[name=bind_user]").fill(slapd.admin_dn)
     server.locator("input[name=password]").fill(slapd.admin_password)
     server.locator("input[name=base_dn]").fill(directory.base_dn)
+    server.locator("input[name=allow_plain_bind]").check()  # the test slapd speaks plain ldap:// on loopback
     server.get_by_role("button", name="Test these settings").click()
     check = page.locator("#connection-check")
     check.get_by_text("Unsaved settings: Connected to").wait_for(timeout=60_000)

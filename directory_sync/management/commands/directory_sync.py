@@ -4,6 +4,9 @@ Exit codes: 0 the run succeeded, 1 it failed, 2 it completed with errors (status
 was cut short, so the directory was not read in full; what was read was applied, nothing was removed on the
 strength of it), 3 another run of the domain is queued or running (nothing ran). On 1 and 2 the outcome is
 printed (as JSON with --json) and the errors go to stderr.
+
+--only QUERY synchronizes just the object a login, an address, a DN or a directory id names (a run of its own,
+"Sync one object", with the same output and exit codes); a query that names nothing is a failed run (1).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from directory_sync.models import SyncRun
+from directory_sync.services.explain import ExplainRefused, sync_one
 from directory_sync.services.sync import run_now, run_summary, withheld_summary
 from icewarp_admin.mailserver.selectors import find_domain
 
@@ -34,17 +38,29 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Compute and record the plan; change nothing."
         )
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
+        parser.add_argument(
+            "--only",
+            metavar="QUERY",
+            default="",
+            help="Synchronize just the object this login, address, DN or directory id names.",
+        )
 
-    def handle(self, *args: Any, domain: str, dry_run: bool, json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, domain: str, dry_run: bool, json: bool, only: str, **options: Any) -> None:
         found = find_domain(domain)
         if found is None:
             raise CommandError(f"There is no domain {domain}.")
-        start = run_now(
-            domain=found, trigger=SyncRun.Trigger.COMMAND, requested_by="command line", dry_run=dry_run
-        )
+        if only:
+            try:
+                start = sync_one(domain=found, query=only, requested_by="command line", dry_run=dry_run)
+            except ExplainRefused as error:
+                raise CommandError(str(error), returncode=EXIT_FAILED) from error
+        else:
+            start = run_now(
+                domain=found, trigger=SyncRun.Trigger.COMMAND, requested_by="command line", dry_run=dry_run
+            )
         run = start.run
         if start.joined:
-            self._busy(found.name, run, dry_run=dry_run, as_json=json)
+            self._busy(found.name, run, dry_run=dry_run, as_json=json, only=bool(only))
             sys.exit(EXIT_BUSY)
         summary = run_summary(run)
         if json:
@@ -58,9 +74,11 @@ class Command(BaseCommand):
                 f"{run.get_status_display()}: {'; '.join(run.errors)}", returncode=EXIT_PARTIAL
             )
 
-    def _busy(self, domain: str, active: SyncRun, *, dry_run: bool, as_json: bool) -> None:
+    def _busy(
+        self, domain: str, active: SyncRun, *, dry_run: bool, as_json: bool, only: bool = False
+    ) -> None:
         """Another run holds the domain: "joined" when it does what was asked (it will do it), else "busy"."""
-        same = active.dry_run == dry_run and active.approves_id is None
+        same = active.dry_run == dry_run and active.approves_id is None and not only
         status = "joined" if same else "busy"
         message = (
             f"Run #{active.pk} of {domain} ({active.get_trigger_display()}, {active.status}) "

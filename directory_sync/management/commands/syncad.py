@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from directory_sync.syncad import SyncadImportError, export_syncad, import_syncad
+from directory_sync.syncad import (
+    MAX_FILE_BYTES,
+    SyncadImportError,
+    export_syncad,
+    file_too_large,
+    import_syncad,
+)
 from icewarp_admin.mailserver.models import Domain
 from icewarp_admin.mailserver.selectors import find_domain
 
@@ -44,9 +51,14 @@ class Command(BaseCommand):
 
     def import_file(self, path: str) -> None:
         try:
-            text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+            raw = _read_limited(sys.stdin.buffer) if path == "-" else _read_file(Path(path))
         except OSError as error:
-            raise CommandError(f"Cannot read {path}: {error.strerror}.") from None
+            raise CommandError(f"Cannot read {path}: {error.strerror or error}.") from None
+        too_large = file_too_large(len(raw))
+        if too_large:
+            raise CommandError(too_large)
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise CommandError(f"{path} is not UTF-8 text; save it as UTF-8 and try again.") from None
         try:
@@ -57,3 +69,18 @@ class Command(BaseCommand):
             created = " (domain created)" if result.created_domain else ""
             changed = ", ".join(result.changed_fields) or "nothing changed"
             self.stdout.write(f"{result.name}{created}: {changed}")
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes, its size checked before any is read (a file that grows meanwhile is cut one byte past
+    the limit, which the caller refuses)."""
+    with path.open("rb") as file:
+        too_large = file_too_large(os.fstat(file.fileno()).st_size)
+        if too_large:
+            raise CommandError(too_large)
+        return _read_limited(file)
+
+
+def _read_limited(stream: BinaryIO) -> bytes:
+    """At most one byte more than a file may hold: enough to tell that it is too large."""
+    return stream.read(MAX_FILE_BYTES + 1)

@@ -1,6 +1,9 @@
 """SQLite's search index (FTS5) is kept current by these triggers (migration 0003); a migration that rebuilds
 the table loses them and runs them again."""
 
+from django.apps.registry import Apps
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+
 SQLITE_TRIGGERS = [
     """CREATE TRIGGER IF NOT EXISTS mailserver_account_fts_insert AFTER INSERT ON mailserver_account BEGIN
         INSERT INTO mailserver_account_fts(rowid, username, full_name) VALUES (new.id, new.username, new.full_name);
@@ -31,3 +34,12 @@ SQLITE_REBUILD = [
     "INSERT INTO mailserver_account_fts(mailserver_account_fts) VALUES ('rebuild')",
     "INSERT INTO mailserver_address_fts(mailserver_address_fts) VALUES ('rebuild')",
 ]
+
+
+def restore_search_triggers(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    """SQLite rebuilds a table to add a NOT NULL column (or one with a database default), and its triggers go
+    with it: the search index's triggers are made again, and the index rebuilt from the table."""
+    if schema_editor.connection.vendor == "sqlite":
+        with schema_editor.connection.cursor() as cursor:
+            for statement in SQLITE_TRIGGERS + SQLITE_REBUILD:
+                cursor.execute(statement)
