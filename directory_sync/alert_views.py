@@ -72,7 +72,7 @@ def send_test(request: HtmxHttpRequest) -> HttpResponse:
     require(request, TEST)
     test_alert = _send_test(request, domain=None)
     if request.htmx:
-        return render(request, "directory_sync/alerts.html#test-result", {"test_alert": test_alert})
+        return render(request, "directory_sync/alert_history.html#test-result", {"test_alert": test_alert})
     form = AlertSettingsForm(instance=selectors_alerts.alert_settings())
     return render(request, "directory_sync/alerts.html", page_context(form, test_alert))
 
@@ -131,6 +131,6 @@ def domain_send_test(request: HtmxHttpRequest, name: str) -> HttpResponse:
     require(request, TEST)
     test_alert = _send_test(request, domain=domain)
     if request.htmx:
-        return render(request, "directory_sync/domain_alerts.html#test-result", {"test_alert": test_alert})
+        return render(request, "directory_sync/alert_history.html#test-result", {"test_alert": test_alert})
     form = DomainAlertSettingsForm(instance=selectors_alerts.domain_alert_settings(domain=domain))
     return render(request, "directory_sync/domain_alerts.html", domain_context(domain, form, test_alert))
